@@ -1,0 +1,58 @@
+use std::collections::HashMap;
+
+use zbus::proxy;
+use zbus::{OwnedObjectPath, Variant};
+
+use crate::{Error, GuestRow};
+
+/// Client side of `org.vmnet.Manager1` at `/org/vmnet`.
+#[proxy(interface = "org.vmnet.Manager1", default_service = "org.vmnet", default_path = "/org/vmnet")]
+pub trait Manager1 {
+    /// Creates a guest and its tap; returns the guest's object path.
+    fn add_guest(&self, name: &str, options: HashMap<&str, Variant<'_>>) -> Result<OwnedObjectPath, Error>;
+
+    /// Removes a guest, its route and its tap.
+    fn remove_guest(&self, name: &str) -> Result<(), Error>;
+
+    /// Every guest: name, tap, mac, address ("" when none), state.
+    fn list_guests(&self) -> Result<Vec<GuestRow>, Error>;
+
+    /// Re-reads the uplink and reconciles the kernel state.
+    fn resync(&self) -> Result<(), Error>;
+
+    /// Emitted when the uplink moves to another subnet and the guests were re-homed.
+    #[zbus(signal)]
+    fn rehomed(&self, old_subnet: &str, new_subnet: &str) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn uplink(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn host_address(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn subnet(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn gateway(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn nameservers(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}
+
+/// Client side of `org.vmnet.Guest1` at `/org/vmnet/guests/<escaped name>`.
+#[proxy(interface = "org.vmnet.Guest1", default_service = "org.vmnet")]
+pub trait Guest1 {
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn tap(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn mac(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn owner(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn address(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+}

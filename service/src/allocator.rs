@@ -1,0 +1,192 @@
+//! Picks guest addresses in the uplink's subnet.
+//!
+//! Addresses are kept as host numbers (the place after the network address), so a guest keeps
+//! its host part when the laptop roams to another subnet of the same size.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use serde::Deserialize;
+
+use crate::model::{Subnet, Uplink};
+
+/// Host numbers guests get addresses from, relative to the subnet: positive numbers count from
+/// the network address, negative ones back from the broadcast address (-1 is the broadcast).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Default for Pool {
+    /// .200 to .249 in a /24.
+    fn default() -> Self {
+        Pool { first: 200, last: 249 }
+    }
+}
+
+impl Pool {
+    /// The pool's host numbers in `subnet`, clipped to the subnet; `None` if none remain.
+    pub fn range(&self, subnet: Subnet) -> Option<(u32, u32)> {
+        let size = subnet.size() as i64;
+        let resolve = |n: i64| if n < 0 { size + n } else { n };
+        let first = resolve(self.first).max(1);
+        let last = resolve(self.last).min(size - 2);
+        (first <= last).then_some((first as u32, last as u32))
+    }
+}
+
+/// The addresses no guest may have in the uplink's subnet, and those already given.
+pub struct Occupancy {
+    subnet: Subnet,
+    taken: BTreeSet<u32>,
+}
+
+impl Occupancy {
+    /// Reserves the host's own address and the gateway in `uplink`'s subnet.
+    pub fn new(uplink: &Uplink) -> Self {
+        let subnet = uplink.subnet();
+        let taken = [Some(uplink.address), uplink.gateway]
+            .into_iter()
+            .flatten()
+            .filter_map(|addr| subnet.host_number(addr))
+            .collect();
+        Self { subnet, taken }
+    }
+
+    pub fn subnet(&self) -> Subnet {
+        self.subnet
+    }
+
+    /// Whether `number` can be given to a guest now.
+    pub fn is_free(&self, number: u32) -> bool {
+        self.subnet.is_assignable(number) && !self.taken.contains(&number)
+    }
+
+    /// Marks `number` as given; false if it was not free.
+    pub fn take(&mut self, number: u32) -> bool {
+        self.is_free(number) && self.taken.insert(number)
+    }
+
+    /// Takes the first free number of `pool`.
+    pub fn take_from(&mut self, pool: &Pool) -> Option<u32> {
+        let (first, last) = pool.range(self.subnet)?;
+        let number = (first..=last).find(|&n| self.is_free(n))?;
+        self.taken.insert(number);
+        Some(number)
+    }
+
+    /// Checks that a requested address can be given, and takes it.
+    pub fn take_address(&mut self, address: Ipv4Addr) -> Result<u32, String> {
+        let number = self
+            .subnet
+            .host_number(address)
+            .ok_or_else(|| format!("{address} is not in the uplink's subnet {}", self.subnet))?;
+        if !self.subnet.is_assignable(number) {
+            return Err(format!("{address} is the network or broadcast address of {}", self.subnet));
+        }
+        if !self.take(number) {
+            return Err(format!("{address} is the host's, the gateway's or another guest's address"));
+        }
+        Ok(number)
+    }
+}
+
+/// Gives every guest an address in `uplink`'s subnet: each keeps its host number when that is
+/// still free, the others get the first free numbers of `pool` (or `None`: no room). Guests are
+/// served in the order given. Returns whether any host number changed.
+pub fn assign<'a>(
+    uplink: &Uplink,
+    pool: &Pool,
+    host_numbers: impl IntoIterator<Item = &'a mut Option<u32>>,
+) -> bool {
+    let mut occupancy = Occupancy::new(uplink);
+    let mut homeless = Vec::new();
+    for slot in host_numbers {
+        match *slot {
+            Some(number) if occupancy.take(number) => {}
+            _ => homeless.push(slot),
+        }
+    }
+    let mut changed = false;
+    for slot in homeless {
+        let number = occupancy.take_from(pool);
+        changed |= *slot != number;
+        *slot = number;
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uplink(addr: &str, prefix_len: u8, gateway: &str) -> Uplink {
+        Uplink {
+            interface: "wlan0".into(),
+            address: addr.parse().unwrap(),
+            prefix_len,
+            gateway: gateway.parse().ok(),
+            mtu: 1500,
+            nameservers: vec![],
+        }
+    }
+
+    #[test]
+    fn pool_is_relative_and_clipped() {
+        let s24 = uplink("198.51.100.10", 24, "").subnet();
+        assert_eq!(Pool::default().range(s24), Some((200, 249)));
+        assert_eq!(Pool { first: -10, last: -2 }.range(s24), Some((246, 254)));
+        assert_eq!(Pool { first: 0, last: 1000 }.range(s24), Some((1, 254)));
+        let s28 = uplink("198.51.100.10", 28, "").subnet();
+        assert_eq!(Pool::default().range(s28), None);
+        assert_eq!(Pool { first: -4, last: -2 }.range(s28), Some((12, 14)));
+    }
+
+    #[test]
+    fn never_network_broadcast_host_gateway_or_taken() {
+        let up = uplink("198.51.100.201", 24, "198.51.100.200");
+        let mut slots = vec![None, None, Some(202)];
+        assert!(assign(&up, &Pool { first: 200, last: 204 }, slots.iter_mut()));
+        assert_eq!(slots, vec![Some(203), Some(204), Some(202)]);
+        let mut more = [None];
+        assign(&up, &Pool { first: 254, last: 300 }, more.iter_mut());
+        assert_eq!(more, [Some(254)]);
+    }
+
+    #[test]
+    fn rehome_keeps_host_numbers_that_fit() {
+        let office = uplink("203.0.113.50", 24, "203.0.113.1");
+        let mut slots = vec![Some(200), Some(50), Some(201)];
+        assert!(assign(&office, &Pool::default(), slots.iter_mut()));
+        // 50 is the host's own address in the new subnet: that guest moves to the first free.
+        assert_eq!(slots, vec![Some(200), Some(202), Some(201)]);
+        assert!(!assign(&office, &Pool::default(), slots.iter_mut()), "stable");
+    }
+
+    #[test]
+    fn smaller_subnet_and_exhaustion() {
+        let small = uplink("192.0.2.1", 29, "192.0.2.6");
+        let mut slots = vec![Some(200), None, None, None, None, None];
+        assign(&small, &Pool { first: 1, last: -2 }, slots.iter_mut());
+        assert_eq!(slots, vec![Some(2), Some(3), Some(4), Some(5), None, None]);
+    }
+
+    #[test]
+    fn requested_addresses() {
+        let up = uplink("198.51.100.10", 24, "198.51.100.1");
+        let mut occ = Occupancy::new(&up);
+        assert_eq!(occ.take_address("198.51.100.77".parse().unwrap()), Ok(77));
+        for bad in [
+            "198.51.100.77",
+            "198.51.100.10",
+            "198.51.100.1",
+            "198.51.100.0",
+            "198.51.100.255",
+            "203.0.113.5",
+        ] {
+            assert!(occ.take_address(bad.parse().unwrap()).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `/org/vmnet/guests/<escaped name>`: org.vmnet.Guest1.
+
+use tokio::sync::watch;
+use zbus::interface;
+
+use crate::view::{GuestView, ManagerView};
+
+pub struct GuestObject {
+    name: String,
+    view: watch::Receiver<ManagerView>,
+}
+
+impl GuestObject {
+    pub fn new(name: String, view: watch::Receiver<ManagerView>) -> Self {
+        Self { name, view }
+    }
+
+    fn read<T: Default>(&self, field: impl FnOnce(&GuestView) -> T) -> T {
+        self.view.borrow().guests.get(&self.name).map(field).unwrap_or_default()
+    }
+}
+
+#[interface(name = "org.vmnet.Guest1")]
+impl GuestObject {
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn tap(&self) -> String {
+        self.read(|g| g.tap.clone())
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn mac(&self) -> String {
+        self.read(|g| g.mac.clone())
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn owner(&self) -> u32 {
+        self.read(|g| g.owner)
+    }
+
+    #[zbus(property)]
+    fn address(&self) -> String {
+        self.read(|g| g.address.clone())
+    }
+
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.read(|g| g.state.to_owned())
+    }
+}

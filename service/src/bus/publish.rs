@@ -1,0 +1,92 @@
+//! Tells D-Bus what a converge changed: guest objects added or removed (the ObjectManager
+//! emits InterfacesAdded/Removed), PropertiesChanged, and `Rehomed`.
+
+use tokio::sync::watch;
+use vmnet_dbus::{guest_object_path, MANAGER_PATH};
+use zbus::object_server::InterfaceRef;
+use zbus::Connection;
+
+use super::guest::GuestObject;
+use super::manager::Manager;
+use crate::model::Subnet;
+use crate::view::ManagerView;
+
+pub struct Publisher {
+    connection: Connection,
+    view: watch::Receiver<ManagerView>,
+}
+
+impl Publisher {
+    pub fn new(connection: Connection, view: watch::Receiver<ManagerView>) -> Self {
+        Self { connection, view }
+    }
+
+    pub async fn publish(&self, old: &ManagerView, new: &ManagerView, rehomed: Option<(Subnet, Subnet)>) {
+        if let Err(e) = self.publish_guests(old, new).await {
+            tracing::warn!("publishing guest objects: {e}");
+        }
+        if let Err(e) = self.publish_manager(old, new, rehomed).await {
+            tracing::warn!("publishing manager changes: {e}");
+        }
+    }
+
+    async fn publish_guests(&self, old: &ManagerView, new: &ManagerView) -> zbus::Result<()> {
+        let server = self.connection.object_server();
+        for name in old.guests.keys().filter(|n| !new.guests.contains_key(*n)) {
+            server.remove::<GuestObject, _>(guest_object_path(name)).await?;
+        }
+        for (name, guest) in &new.guests {
+            let path = guest_object_path(name);
+            let Some(before) = old.guests.get(name) else {
+                server.at(path, GuestObject::new(name.clone(), self.view.clone())).await?;
+                continue;
+            };
+            if before == guest {
+                continue;
+            }
+            let iface: InterfaceRef<GuestObject> = server.interface(path).await?;
+            let object = iface.get().await;
+            let emitter = iface.signal_emitter();
+            if before.address != guest.address {
+                object.address_changed(emitter).await?;
+            }
+            if before.state != guest.state {
+                object.state_changed(emitter).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_manager(
+        &self,
+        old: &ManagerView,
+        new: &ManagerView,
+        rehomed: Option<(Subnet, Subnet)>,
+    ) -> zbus::Result<()> {
+        let iface: InterfaceRef<Manager> = self.connection.object_server().interface(MANAGER_PATH).await?;
+        let manager = iface.get().await;
+        let emitter = iface.signal_emitter();
+        if old.state != new.state {
+            manager.state_changed(emitter).await?;
+        }
+        if old.uplink != new.uplink {
+            manager.uplink_changed(emitter).await?;
+        }
+        if old.host_address != new.host_address {
+            manager.host_address_changed(emitter).await?;
+        }
+        if old.subnet != new.subnet {
+            manager.subnet_changed(emitter).await?;
+        }
+        if old.gateway != new.gateway {
+            manager.gateway_changed(emitter).await?;
+        }
+        if old.nameservers != new.nameservers {
+            manager.nameservers_changed(emitter).await?;
+        }
+        if let Some((old_subnet, new_subnet)) = rehomed {
+            Manager::rehomed(emitter, &old_subnet.to_string(), &new_subnet.to_string()).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! `/etc/vmnet/vmnetd.toml`. Every key is optional except what the chosen uplink source needs;
+//! unknown keys and bad values are refused at start with a message naming the key.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::allocator::Pool;
+
+pub const DEFAULT_PATH: &str = "/etc/vmnet/vmnetd.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub uplink: UplinkConfig,
+    pub pool: Pool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Follow NetworkManager's active connection over D-Bus.
+    #[default]
+    NetworkManager,
+    /// Follow one interface's IPv4 address through rtnetlink.
+    Kernel,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UplinkConfig {
+    pub source: SourceKind,
+    /// The uplink interface: required for "kernel", an optional pin for "networkmanager".
+    pub interface: Option<String>,
+    /// NetworkManager connection types to follow.
+    pub connection_types: Vec<String>,
+    /// DNS servers handed to guests; empty: from the source (NM) or `resolv_conf`.
+    pub nameservers: Vec<Ipv4Addr>,
+    /// Where the "kernel" source reads nameservers from when `nameservers` is empty.
+    pub resolv_conf: PathBuf,
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        Self {
+            source: SourceKind::default(),
+            interface: None,
+            connection_types: vec!["802-11-wireless".into()],
+            nameservers: Vec::new(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and checks `path`. A missing file at the default path means all defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
+                String::new()
+            }
+            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.into(), message })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let up = &self.uplink;
+        if up.source == SourceKind::Kernel && up.interface.is_none() {
+            return Err("uplink.interface is required when uplink.source = \"kernel\"".into());
+        }
+        if let Some(name) = &up.interface {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+                return Err(format!("uplink.interface: {name:?} is not an interface name"));
+            }
+        }
+        if up.connection_types.is_empty() {
+            return Err("uplink.connection_types must name at least one connection type".into());
+        }
+        let pool = &self.pool;
+        if pool.first == 0 || pool.last == 0 || pool.first == -1 || pool.last == -1 {
+            return Err("pool.first and pool.last cannot be the network (0) or broadcast (-1) address".into());
+        }
+        if pool.first.signum() == pool.last.signum() && pool.first > pool.last {
+            return Err(format!("pool.first ({}) is after pool.last ({})", pool.first, pool.last));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_means_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.uplink.source, SourceKind::NetworkManager);
+        assert_eq!(c.uplink.connection_types, ["802-11-wireless"]);
+        assert_eq!(c.pool, Pool::default());
+    }
+
+    #[test]
+    fn full_config() {
+        let c = Config::parse(
+            r#"
+            [uplink]
+            source = "kernel"
+            interface = "wlan0"
+            nameservers = ["198.51.100.1"]
+            [pool]
+            first = -20
+            last = -2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.uplink.interface.as_deref(), Some("wlan0"));
+        assert_eq!(c.pool, Pool { first: -20, last: -2 });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[uplink]\nsource = \"kernel\"", "uplink.interface"),
+            ("[uplink]\nsource = \"carrier-pigeon\"", "source"),
+            ("[uplink]\nbogus = 1", "bogus"),
+            ("[pol]\nfirst = 1", "pol"),
+            ("[pool]\nfirst = 10\nlast = 5", "pool.first"),
+            ("[pool]\nfirst = 0\nlast = 5", "pool.first"),
+            ("[pool]\nfirst = \"x\"", "first"),
+            ("[uplink]\nnameservers = [\"dns.example\"]", "nameservers"),
+            ("[uplink]\ninterface = \"a/b\"", "uplink.interface"),
+            ("[uplink]\nconnection_types = []", "uplink.connection_types"),
+        ];
+        for (text, key) in cases {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The pure planner: from the model to the kernel state vmnetd wants. No I/O here.
+
+use std::net::Ipv4Addr;
+
+use crate::model::{Guest, Uplink};
+
+/// A persistent tap for one guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapSpec {
+    pub name: String,
+    pub owner: u32,
+    /// The uplink's MTU; `None` while offline (the tap keeps what it has).
+    pub mtu: Option<u32>,
+}
+
+/// `<address>/32 dev <tap> proto vmnet`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostRoute {
+    pub address: Ipv4Addr,
+    pub tap: String,
+}
+
+/// A sysctl under /proc/sys, by its path relative to it, e.g. `net/ipv4/ip_forward`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sysctl {
+    pub key: String,
+    pub value: &'static str,
+}
+
+impl Sysctl {
+    fn conf(interface: &str, name: &str, value: &'static str) -> Self {
+        Sysctl { key: format!("net/ipv4/conf/{interface}/{name}"), value }
+    }
+}
+
+/// Everything vmnetd wants in the kernel. What it owns and is not listed here is removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub taps: Vec<TapSpec>,
+    pub routes: Vec<HostRoute>,
+    /// Settings of vmnetd's own taps: written, never restored.
+    pub tap_sysctls: Vec<Sysctl>,
+    /// Settings of the host (ip_forward, the uplink's proxy_arp): their previous values are
+    /// recorded before the first write and restored once they are no longer wanted.
+    pub host_sysctls: Vec<Sysctl>,
+}
+
+/// Plans the kernel state for `guests` behind `uplink` (`None`: offline).
+///
+/// Every guest keeps its tap (up, proxy_arp, rp_filter). Online, each guest with an address
+/// gets a host route, and the uplink gets proxy_arp. ip_forward is on while any guest exists.
+pub fn plan<'a>(uplink: Option<&Uplink>, guests: impl IntoIterator<Item = &'a Guest>) -> Desired {
+    let mut desired = Desired::default();
+    for guest in guests {
+        desired.taps.push(TapSpec {
+            name: guest.tap.clone(),
+            owner: guest.owner,
+            mtu: uplink.map(|u| u.mtu),
+        });
+        desired.tap_sysctls.push(Sysctl::conf(&guest.tap, "proxy_arp", "1"));
+        desired.tap_sysctls.push(Sysctl::conf(&guest.tap, "rp_filter", "1"));
+        if let Some(up) = uplink {
+            if let Some(address) = guest.host_number.and_then(|n| up.subnet().host(n)) {
+                desired.routes.push(HostRoute { address, tap: guest.tap.clone() });
+            }
+        }
+    }
+    if !desired.taps.is_empty() {
+        desired.host_sysctls.push(Sysctl { key: "net/ipv4/ip_forward".into(), value: "1" });
+        if let Some(up) = uplink {
+            desired.host_sysctls.push(Sysctl::conf(&up.interface, "proxy_arp", "1"));
+        }
+    }
+    desired
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Mac;
+
+    fn uplink(addr: &str) -> Uplink {
+        Uplink {
+            interface: "wlan0".into(),
+            address: addr.parse().unwrap(),
+            prefix_len: 24,
+            gateway: None,
+            mtu: 1400,
+            nameservers: vec![],
+        }
+    }
+
+    fn guest(name: &str, host_number: Option<u32>) -> Guest {
+        Guest {
+            name: name.into(),
+            tap: format!("vmt-{name}"),
+            mac: Mac([0x0a, 0x76, 0x6d, 0, 0, 1]),
+            owner: 1000,
+            host_number,
+            qmp: None,
+        }
+    }
+
+    #[test]
+    fn nothing_wanted_without_guests() {
+        assert_eq!(plan(Some(&uplink("198.51.100.10")), []), Desired::default());
+        assert_eq!(plan(None, []), Desired::default());
+    }
+
+    #[test]
+    fn online_guests_are_routed_and_proxied() {
+        let guests = [guest("a", Some(200)), guest("b", None)];
+        let d = plan(Some(&uplink("198.51.100.10")), &guests);
+        assert_eq!(d.taps.len(), 2);
+        assert_eq!(d.taps[0], TapSpec { name: "vmt-a".into(), owner: 1000, mtu: Some(1400) });
+        assert_eq!(d.routes, [HostRoute { address: "198.51.100.200".parse().unwrap(), tap: "vmt-a".into() }]);
+        let keys: Vec<_> = d.host_sysctls.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["net/ipv4/ip_forward", "net/ipv4/conf/wlan0/proxy_arp"]);
+        assert!(d.tap_sysctls.contains(&Sysctl::conf("vmt-b", "proxy_arp", "1")));
+        assert!(d.tap_sysctls.contains(&Sysctl::conf("vmt-b", "rp_filter", "1")));
+    }
+
+    #[test]
+    fn rehome_moves_routes_with_the_subnet() {
+        let guests = [guest("a", Some(200))];
+        let d = plan(Some(&uplink("203.0.113.9")), &guests);
+        assert_eq!(d.routes[0].address, "203.0.113.200".parse::<Ipv4Addr>().unwrap());
+    }
+
+    #[test]
+    fn offline_keeps_taps_and_withdraws_routes_and_uplink_proxy() {
+        let guests = [guest("a", Some(200))];
+        let d = plan(None, &guests);
+        assert_eq!(d.taps[0].mtu, None);
+        assert!(d.routes.is_empty());
+        let keys: Vec<_> = d.host_sysctls.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["net/ipv4/ip_forward"]);
+    }
+}
