@@ -11,6 +11,8 @@ pub struct TapSpec {
     pub owner: u32,
     /// The uplink's MTU; `None` while offline (the tap keeps what it has).
     pub mtu: Option<u32>,
+    /// Settings of the tap itself: written, never restored (the tap is vmnetd's).
+    pub sysctls: Vec<Sysctl>,
 }
 
 /// `<address>/32 dev <tap> proto vmnet`.
@@ -38,8 +40,6 @@ impl Sysctl {
 pub struct Desired {
     pub taps: Vec<TapSpec>,
     pub routes: Vec<HostRoute>,
-    /// Settings of vmnetd's own taps: written, never restored.
-    pub tap_sysctls: Vec<Sysctl>,
     /// Settings of the host (ip_forward, the uplink's proxy_arp): their previous values are
     /// recorded before the first write and restored once they are no longer wanted.
     pub host_sysctls: Vec<Sysctl>,
@@ -56,9 +56,11 @@ pub fn plan<'a>(uplink: Option<&Uplink>, guests: impl IntoIterator<Item = &'a Gu
             name: guest.tap.clone(),
             owner: guest.owner,
             mtu: uplink.map(|u| u.mtu),
+            sysctls: vec![
+                Sysctl::conf(&guest.tap, "proxy_arp", "1"),
+                Sysctl::conf(&guest.tap, "rp_filter", "1"),
+            ],
         });
-        desired.tap_sysctls.push(Sysctl::conf(&guest.tap, "proxy_arp", "1"));
-        desired.tap_sysctls.push(Sysctl::conf(&guest.tap, "rp_filter", "1"));
         if let Some(up) = uplink {
             if let Some(address) = guest.host_number.and_then(|n| up.subnet().host(n)) {
                 desired.routes.push(HostRoute { address, tap: guest.tap.clone() });
@@ -112,12 +114,11 @@ mod tests {
         let guests = [guest("a", Some(200)), guest("b", None)];
         let d = plan(Some(&uplink("198.51.100.10")), &guests);
         assert_eq!(d.taps.len(), 2);
-        assert_eq!(d.taps[0], TapSpec { name: "vmt-a".into(), owner: 1000, mtu: Some(1400) });
+        assert_eq!((d.taps[0].name.as_str(), d.taps[0].owner, d.taps[0].mtu), ("vmt-a", 1000, Some(1400)));
         assert_eq!(d.routes, [HostRoute { address: "198.51.100.200".parse().unwrap(), tap: "vmt-a".into() }]);
         let keys: Vec<_> = d.host_sysctls.iter().map(|s| s.key.as_str()).collect();
         assert_eq!(keys, ["net/ipv4/ip_forward", "net/ipv4/conf/wlan0/proxy_arp"]);
-        assert!(d.tap_sysctls.contains(&Sysctl::conf("vmt-b", "proxy_arp", "1")));
-        assert!(d.tap_sysctls.contains(&Sysctl::conf("vmt-b", "rp_filter", "1")));
+        assert_eq!(d.taps[1].sysctls, [Sysctl::conf("vmt-b", "proxy_arp", "1"), Sysctl::conf("vmt-b", "rp_filter", "1")]);
     }
 
     #[test]

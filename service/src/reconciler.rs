@@ -148,6 +148,7 @@ impl<S: UplinkSource> Reconciler<S> {
                 let _ = reply.send(self.remove_guest(&name).await);
             }
             Event::Resync(reply) => {
+                self.executor.forget();
                 let result = match self.source.read().await {
                     Ok(uplink) => {
                         self.set_uplink(uplink);

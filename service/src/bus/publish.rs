@@ -22,11 +22,12 @@ impl Publisher {
     }
 
     pub async fn publish(&self, old: &ManagerView, new: &ManagerView, rehomed: Option<(Subnet, Subnet)>) {
-        if let Err(e) = self.publish_guests(old, new).await {
-            tracing::warn!("publishing guest objects: {e}");
-        }
+        // Manager first: `Rehomed` tells clients the kernel has converged; guest properties follow.
         if let Err(e) = self.publish_manager(old, new, rehomed).await {
             tracing::warn!("publishing manager changes: {e}");
+        }
+        if let Err(e) = self.publish_guests(old, new).await {
+            tracing::warn!("publishing guest objects: {e}");
         }
     }
 

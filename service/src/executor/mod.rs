@@ -5,7 +5,7 @@ pub mod netlink;
 pub mod sysctl;
 pub mod tun;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use crate::names::TAP_PREFIX;
@@ -33,11 +33,19 @@ pub struct Outcome {
 pub struct Executor {
     netlink: Netlink,
     sysctls: Sysctls,
+    /// Taps (name, ifindex) whose own sysctls were verified. A tap's sysctls only reset when
+    /// the tap is recreated, and then it has a new index; [`Executor::forget`] drops the cache.
+    verified_taps: HashSet<(String, u32)>,
 }
 
 impl Executor {
     pub fn new(netlink: Netlink, sysctls: Sysctls) -> Self {
-        Self { netlink, sysctls }
+        Self { netlink, sysctls, verified_taps: HashSet::new() }
+    }
+
+    /// Verifies everything again on the next `apply` (for an explicit resync).
+    pub fn forget(&mut self) {
+        self.verified_taps.clear();
     }
 
     /// Records the current value of each host sysctl `desired` is about to change for the first
@@ -58,7 +66,7 @@ impl Executor {
         Ok(grew)
     }
 
-    pub async fn apply(&self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
+    pub async fn apply(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
         let mut outcome = Outcome::default();
         let links = match self.netlink.links().await {
             Ok(links) => links,
@@ -69,7 +77,8 @@ impl Executor {
         };
         let mut by_name: HashMap<String, Link> = links.into_iter().map(|l| (l.name.clone(), l)).collect();
         self.ensure_taps(desired, &mut by_name, &mut outcome).await;
-        self.ensure_sysctls(desired, saved, &mut outcome);
+        self.ensure_tap_sysctls(desired, &by_name, &mut outcome);
+        self.ensure_host_sysctls(desired, saved, &mut outcome);
         self.ensure_routes(desired, &by_name, &mut outcome).await;
         self.sweep_taps(desired, &by_name, &mut outcome).await;
         outcome
@@ -113,8 +122,37 @@ impl Executor {
         Ok(created)
     }
 
-    fn ensure_sysctls(&self, desired: &Desired, saved: &mut SavedSysctls, outcome: &mut Outcome) {
-        for setting in desired.tap_sysctls.iter().chain(&desired.host_sysctls) {
+    fn ensure_tap_sysctls(&mut self, desired: &Desired, links: &HashMap<String, Link>, outcome: &mut Outcome) {
+        let current: HashSet<(String, u32)> = desired
+            .taps
+            .iter()
+            .filter_map(|tap| links.get(&tap.name).map(|l| (tap.name.clone(), l.index)))
+            .collect();
+        self.verified_taps.retain(|key| current.contains(key));
+        for tap in &desired.taps {
+            let Some(link) = links.get(&tap.name) else { continue };
+            let key = (tap.name.clone(), link.index);
+            if self.verified_taps.contains(&key) {
+                continue;
+            }
+            let mut verified = true;
+            for setting in &tap.sysctls {
+                match self.sysctls.ensure(&setting.key, setting.value) {
+                    Ok(wrote) => outcome.sysctls_written += usize::from(wrote),
+                    Err(e) => {
+                        outcome.errors.push(e.to_string());
+                        verified = false;
+                    }
+                }
+            }
+            if verified {
+                self.verified_taps.insert(key);
+            }
+        }
+    }
+
+    fn ensure_host_sysctls(&self, desired: &Desired, saved: &mut SavedSysctls, outcome: &mut Outcome) {
+        for setting in &desired.host_sysctls {
             match self.sysctls.ensure(&setting.key, setting.value) {
                 Ok(wrote) => outcome.sysctls_written += usize::from(wrote),
                 Err(e) => outcome.errors.push(e.to_string()),
@@ -148,20 +186,23 @@ impl Executor {
             }
         };
         let ours: Vec<_> = current.into_iter().filter(|r| r.protocol == VMNET_ROUTE_PROTOCOL).collect();
-        let mut wanted: BTreeSet<(Ipv4Addr, u32)> = BTreeSet::new();
+        let present: HashSet<(Ipv4Addr, u32)> = ours
+            .iter()
+            .filter(|r| r.prefix_len == 32)
+            .filter_map(|r| Some((r.destination, r.oif?)))
+            .collect();
+        let mut wanted: HashSet<(Ipv4Addr, u32)> = HashSet::new();
         for route in &desired.routes {
             let Some(tap) = links.get(&route.tap) else { continue }; // its tap failed: reported
             wanted.insert((route.address, tap.index));
-            let present = ours
-                .iter()
-                .any(|r| r.destination == route.address && r.prefix_len == 32 && r.oif == Some(tap.index));
-            if !present {
+            if !present.contains(&(route.address, tap.index)) {
                 match self.netlink.replace_host_route(route.address, tap.index).await {
                     Ok(()) => outcome.routes_set += 1,
                     Err(e) => outcome.errors.push(e.to_string()),
                 }
             }
         }
+        let wanted_addresses: HashSet<Ipv4Addr> = wanted.iter().map(|(addr, _)| *addr).collect();
         for route in &ours {
             let keep = route.prefix_len == 32
                 && route.oif.is_some_and(|oif| wanted.contains(&(route.destination, oif)));
@@ -169,8 +210,7 @@ impl Executor {
                 continue;
             }
             // A replaced route (same /32, other tap) is already gone.
-            let replaced =
-                route.prefix_len == 32 && wanted.iter().any(|(addr, _)| *addr == route.destination);
+            let replaced = route.prefix_len == 32 && wanted_addresses.contains(&route.destination);
             if replaced {
                 continue;
             }
