@@ -10,7 +10,7 @@ mod proxy;
 
 pub use error::Error;
 pub use path::{guest_name_from_path, guest_object_path};
-pub use proxy::{Guest1Proxy, Manager1Proxy};
+pub use proxy::{Guest1Proxy, Manager1Proxy, RehomedArgs, RehomedStream};
 
 /// Well-known bus name of vmnetd.
 pub const BUS_NAME: &str = "org.vmnet";

@@ -26,7 +26,11 @@ fn bad_configs_fail_at_start_naming_the_key() {
         ("unknown", "[uplink]\nsource = \"kernel\"\ninterface = \"wlan0\"\nspeed = 3\n", "speed"),
         ("source", "[uplink]\nsource = \"wifi\"\n", "source"),
         ("missing-iface", "[uplink]\nsource = \"kernel\"\n", "uplink.interface"),
-        ("pool", "[uplink]\nsource = \"kernel\"\ninterface = \"wlan0\"\n[pool]\nfirst = 9\nlast = 3\n", "pool.first"),
+        (
+            "pool",
+            "[uplink]\nsource = \"kernel\"\ninterface = \"wlan0\"\n[pool]\nfirst = 9\nlast = 3\n",
+            "pool.first",
+        ),
     ];
     for (tag, text, key) in cases {
         let output = vmnetd_with_config(text, tag);

@@ -122,7 +122,12 @@ impl Executor {
         Ok(created)
     }
 
-    fn ensure_tap_sysctls(&mut self, desired: &Desired, links: &HashMap<String, Link>, outcome: &mut Outcome) {
+    fn ensure_tap_sysctls(
+        &mut self,
+        desired: &Desired,
+        links: &HashMap<String, Link>,
+        outcome: &mut Outcome,
+    ) {
         let current: HashSet<(String, u32)> = desired
             .taps
             .iter()

@@ -1,0 +1,203 @@
+//! Guests: a netns `<id>-g<n>` whose `eth0` is relayed to a tap in the host netns by the
+//! `tapguest` binary. The World's Drop stops the relay and its servers and deletes the netns.
+
+use crate::cmd::{error, in_netns, ip, output, wait_until};
+use crate::world::World;
+use serde_json::Value;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct GuestHandle<'w> {
+    world: &'w World,
+    ns: String,
+    tap: String,
+    relay: u32,
+    qmp: PathBuf,
+    events: Mutex<Receiver<String>>,
+}
+
+/// The `tapguest` binary: env `VMNET_TAPGUEST`, else next to the test executable's directory
+/// (tests run from `target/<profile>/deps/`; cargo builds the bin for integration tests).
+pub fn tapguest_binary() -> io::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("VMNET_TAPGUEST") {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe()?;
+    let deps = exe.parent().ok_or_else(|| error("test executable has no directory"))?;
+    [deps.join("../tapguest"), deps.join("tapguest")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| error("tapguest binary not found (set VMNET_TAPGUEST)"))
+}
+
+impl World {
+    /// A guest behind the existing tap `tap` (in the host netns), with MAC `mac` ("" = random).
+    /// Panics if it cannot be started.
+    #[track_caller]
+    pub fn add_guest(&self, tap: &str, mac: &str) -> GuestHandle<'_> {
+        match self.try_add_guest(tap, mac) {
+            Ok(guest) => guest,
+            Err(e) => panic!("cannot start a guest on {tap}: {e}"),
+        }
+    }
+
+    /// A guest behind the existing tap `tap`: creates its netns, starts the relay (with a QMP
+    /// socket, netdev id `n0`) and waits for "relay ready".
+    pub fn try_add_guest(&self, tap: &str, mac: &str) -> io::Result<GuestHandle<'_>> {
+        let n = self.guests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ns = format!("{}-g{n}", self.id());
+        self.add_netns(&ns)?;
+        let qmp = self.dir().join(format!("g{n}.qmp"));
+        let bin = tapguest_binary()?;
+        let bin = bin.to_string_lossy();
+        let mut argv = vec![&*bin, tap, &ns, "--qmp"];
+        let qmp_str = qmp.to_string_lossy();
+        argv.push(&qmp_str);
+        if !mac.is_empty() {
+            argv.extend(["--mac", mac]);
+        }
+        let log_path = self.dir().join(format!("g{n}.log"));
+        let mut cmd = in_netns(self.host_ns(), &argv);
+        let mut log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log.try_clone()?);
+        let (relay, stdout) = self.procs.spawn(&format!("tapguest g{n}"), cmd)?;
+        let stdout = stdout.ok_or_else(|| error("relay stdout is not piped"))?;
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                let _ = tx.send(line); // keep draining after the handle is gone: no EPIPE
+            }
+        });
+        let guest = GuestHandle { world: self, ns, tap: tap.to_string(), relay, qmp, events: Mutex::new(rx) };
+        guest.wait_for_event("relay ready", Duration::from_secs(10)).map_err(|e| {
+            let log = fs::read_to_string(&log_path).unwrap_or_default();
+            error(format!("{e}; relay log: {}", log.trim()))
+        })?;
+        Ok(guest)
+    }
+}
+
+impl GuestHandle<'_> {
+    /// The guest's netns.
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+
+    /// The host-side tap the relay is attached to.
+    pub fn tap(&self) -> &str {
+        &self.tap
+    }
+
+    /// The relay's pid.
+    pub fn relay_pid(&self) -> u32 {
+        self.relay
+    }
+
+    /// The relay's QMP socket (netdev id `n0`).
+    pub fn qmp_socket(&self) -> &Path {
+        &self.qmp
+    }
+
+    /// `ip -n <guest ns> ARGS...`.
+    pub fn ip(&self, args: &[&str]) -> io::Result<String> {
+        ip(&self.ns, args)
+    }
+
+    /// Runs `argv` in the guest's netns; the output whatever the exit status.
+    pub fn exec(&self, argv: &[&str]) -> io::Result<Output> {
+        output(in_netns(&self.ns, argv).stdin(Stdio::null()))
+    }
+
+    /// Static configuration: eth0 gets only `addr_cidr`, lo and eth0 go up, default route via
+    /// `gateway` (on-link: the host's uplink address, reachable through proxy ARP).
+    pub fn configure(&self, addr_cidr: &str, gateway: &str) -> io::Result<()> {
+        self.ip(&["addr", "flush", "dev", "eth0"])?;
+        self.ip(&["link", "set", "lo", "up"])?;
+        self.ip(&["link", "set", "eth0", "up"])?;
+        self.ip(&["addr", "add", addr_cidr, "dev", "eth0"])?;
+        let route = ["route", "replace", "default", "via", gateway, "dev", "eth0", "onlink"];
+        self.ip(&route).map(drop)
+    }
+
+    /// Starts `socat TCP-LISTEN:PORT,fork,reuseaddr SYSTEM:'echo hi'` in the guest and waits
+    /// until it listens. Connections get "hi".
+    pub fn start_tcp_server(&self, port: u16) -> io::Result<()> {
+        let listen = format!("TCP-LISTEN:{port},fork,reuseaddr");
+        let name = format!("tcp-{}-{port}", self.ns);
+        self.world.spawn_in(&self.ns, &name, &["socat", &listen, "SYSTEM:echo hi"])?;
+        let filter = format!("sport = :{port}");
+        let listening = || {
+            self.exec(&["ss", "-Hltn", &filter])
+                .is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+        };
+        if !wait_until(Duration::from_secs(5), Duration::from_millis(10), listening) {
+            return Err(error(format!("socat in {} does not listen on {port}", self.ns)));
+        }
+        Ok(())
+    }
+
+    /// Pings `addr` from the guest, once a try, for up to about 3 s.
+    pub fn ping_from_guest(&self, addr: &str) -> bool {
+        crate::lan::ping(&self.ns, addr)
+    }
+
+    /// Waits for a line of the relay's stdout that contains `text` ("relay ready", "link up",
+    /// "link down"); earlier lines are consumed.
+    pub fn wait_for_event(&self, text: &str, timeout: Duration) -> io::Result<String> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match events.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Ok(line),
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(error(format!("no `{text}` from the relay within {timeout:?}")))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(error(format!("the relay exited before `{text}`")))
+                }
+            }
+        }
+    }
+
+    /// Sends QMP commands (JSON objects) after `qmp_capabilities` and returns their replies.
+    pub fn qmp(&self, commands: &[Value]) -> io::Result<Vec<Value>> {
+        let stream = std::os::unix::net::UnixStream::connect(&self.qmp)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?; // greeting
+        let mut replies = Vec::new();
+        let negotiate = serde_json::json!({"execute": "qmp_capabilities"});
+        for cmd in std::iter::once(&negotiate).chain(commands) {
+            (&stream).write_all(format!("{cmd}\n").as_bytes())?;
+            line.clear();
+            reader.read_line(&mut line)?;
+            replies.push(serde_json::from_str(&line).map_err(io::Error::other)?);
+        }
+        replies.remove(0);
+        Ok(replies)
+    }
+
+    /// QMP `set_link n0 up|down`: the guest's eth0 carrier goes on or off, as with QEMU.
+    pub fn set_link(&self, up: bool) -> io::Result<()> {
+        let cmd = serde_json::json!({"execute": "set_link", "arguments": {"name": "n0", "up": up}});
+        let reply = self.qmp(&[cmd])?.remove(0);
+        match reply.get("return") {
+            Some(_) => Ok(()),
+            None => Err(error(format!("set_link: {reply}"))),
+        }
+    }
+
+    /// Stops the relay (eth0 vanishes; the netns and its servers stay until the World's Drop).
+    pub fn stop_relay(&self) -> io::Result<()> {
+        self.world.procs.stop(self.relay).map(drop)
+    }
+}

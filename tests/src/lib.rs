@@ -1,0 +1,57 @@
+//! Root integration-test harness for vmnet: real peers in private namespaces.
+//!
+//! A [`World`] is a VM host netns with a Wi-Fi-like uplink to a LAN netns, a private
+//! dbus-daemon as the system bus, and a real polkitd on it (see `world.rs`). Guests sit behind
+//! taps ([`GuestHandle`]), vmnetd runs in the host netns ([`VmnetdHandle`]). Everything a World
+//! creates is removed on Drop, also after a panic; Worlds of test processes that were killed are
+//! removed by the next World. The machine's root netns and /etc are never changed.
+//!
+//! Everything here needs root: start each test with [`require_root!`].
+
+mod cmd;
+mod lan;
+mod procs;
+mod stale;
+pub mod users;
+
+pub mod bus;
+pub mod client;
+pub mod guest;
+pub mod polkit;
+pub mod vmnetd;
+pub mod world;
+
+pub use bus::{dbus_error_name, Bus};
+pub use client::{Client, Opt};
+pub use guest::GuestHandle;
+pub use nix::sys::signal::Signal;
+pub use polkit::{Polkit, MANAGE_GUESTS};
+pub use users::{GROUP, NOBODY, TESTER};
+pub use vmnetd::VmnetdHandle;
+pub use world::{World, HOST_ADDR, LAN_CLIENT, LAN_DEV, LAN_ROUTER, UPLINK};
+
+use std::path::PathBuf;
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The workspace root (the directory with `packaging/`), found from this crate's manifest dir.
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Returns from the calling test, with a message, unless it runs as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or(module_path!());
+            eprintln!("skipped: {test} needs root");
+            return;
+        }
+    };
+}
