@@ -15,6 +15,7 @@ mod stale;
 pub mod users;
 
 pub mod bus;
+pub mod checks;
 pub mod client;
 pub mod guest;
 pub mod polkit;
@@ -22,6 +23,7 @@ pub mod vmnetd;
 pub mod world;
 
 pub use bus::{dbus_error_name, Bus};
+pub use checks::{kernel_config, KernelState};
 pub use client::{Client, Opt};
 pub use guest::GuestHandle;
 pub use nix::sys::signal::Signal;

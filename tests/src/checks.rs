@@ -1,0 +1,94 @@
+//! Reading back what vmnetd did, from the kernel of the World's host netns.
+
+use crate::world::{World, UPLINK};
+
+/// The route protocol number vmnetd marks its routes with.
+pub const VMNET_PROTO: &str = "118";
+
+/// The kernel state vmnetd is responsible for, as text, for comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelState {
+    /// `ip route show proto 118`, one line per route, sorted.
+    pub routes: Vec<String>,
+    /// Tap names (`ip tuntap show`), sorted.
+    pub taps: Vec<String>,
+    pub ip_forward: String,
+    pub uplink_proxy_arp: String,
+}
+
+impl World {
+    /// vmnetd's routes, sorted, as `ip route` prints them.
+    pub fn vmnet_routes(&self) -> Vec<String> {
+        let out = self.ip(self.host_ns(), &["-4", "route", "show", "proto", VMNET_PROTO]).expect("ip route");
+        let mut lines: Vec<String> =
+            out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        lines.sort();
+        lines
+    }
+
+    /// Every tun/tap device of the host netns, sorted.
+    pub fn taps(&self) -> Vec<String> {
+        let out = self.ip(self.host_ns(), &["tuntap", "show"]).expect("ip tuntap");
+        let mut taps: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.split(':').next())
+            .map(str::to_string)
+            .filter(|t| !t.is_empty())
+            .collect();
+        taps.sort();
+        taps
+    }
+
+    /// The uid owning a tap (from sysfs inside the host netns); -1 for none.
+    pub fn tap_owner(&self, tap: &str) -> i64 {
+        let out = self
+            .exec_in(self.host_ns(), &["cat", &format!("/sys/class/net/{tap}/owner")])
+            .expect("cat owner");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(i64::MIN)
+    }
+
+    /// A link's ifindex in the host netns.
+    pub fn ifindex(&self, dev: &str) -> u32 {
+        let out =
+            self.exec_in(self.host_ns(), &["cat", &format!("/sys/class/net/{dev}/ifindex")]).expect("cat");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("ifindex")
+    }
+
+    pub fn kernel_state(&self) -> KernelState {
+        KernelState {
+            routes: self.vmnet_routes(),
+            taps: self.taps(),
+            ip_forward: self.sysctl(self.host_ns(), "net.ipv4.ip_forward").expect("sysctl"),
+            uplink_proxy_arp: self
+                .sysctl(self.host_ns(), &format!("net.ipv4.conf.{UPLINK}.proxy_arp"))
+                .expect("sysctl"),
+        }
+    }
+}
+
+/// vmnetd's configuration for tests: the kernel source on the World's uplink, DNS from a
+/// resolv.conf in the World's directory.
+pub fn kernel_config(world: &World, extra: &str) -> String {
+    let resolv = world.dir().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 198.51.100.1\n").expect("write resolv.conf");
+    format!(
+        "[uplink]\nsource = \"kernel\"\ninterface = \"{UPLINK}\"\nresolv_conf = \"{}\"\n{extra}",
+        resolv.display()
+    )
+}
+
+impl World {
+    /// Waits up to 5 s for a manager property to have `value`.
+    pub fn wait_for_property(&self, client: &crate::Client, name: &str, value: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if client.manager_property(name).is_ok_and(|v| v == value) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
