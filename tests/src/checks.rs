@@ -92,3 +92,10 @@ impl World {
         }
     }
 }
+
+impl World {
+    /// Stops polkitd, for tests of what happens without it.
+    pub fn stop_polkit(&self) -> std::io::Result<()> {
+        self.procs.stop(self.polkit().pid()).map(drop)
+    }
+}
