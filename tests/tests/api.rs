@@ -117,7 +117,8 @@ fn bad_input_gets_typed_errors_and_changes_nothing() {
     let exists = |e: &Error| matches!(e, Error::AlreadyExists(_));
     let unavailable = |e: &Error| matches!(e, Error::AddressUnavailable(_));
     type Check = fn(&Error) -> bool;
-    let cases: Vec<(&str, Vec<(&str, Opt<'_>)>, Check)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, Opt<'a>)>, Check);
+    let cases: Vec<Case<'_>> = vec![
         ("", vec![], invalid),
         (&long, vec![], invalid),
         ("-dash", vec![], invalid),
