@@ -65,6 +65,17 @@ impl World {
 
     /// Sets up a complete World. On error, what was built so far is removed again.
     pub fn try_new(tag: &str) -> io::Result<World> {
+        World::build(tag, true)
+    }
+
+    /// A World with only the host netns (`lo` up, no uplink, no LAN), the bus and polkitd: for
+    /// callers that build their own uplink, like [`crate::nm::NmWorld`] (its uplink gets its
+    /// address by DHCP). [`World::lan_ns`] then names `<id>-home`, which the caller creates.
+    pub fn try_new_bare(tag: &str) -> io::Result<World> {
+        World::build(tag, false)
+    }
+
+    fn build(tag: &str, with_lan: bool) -> io::Result<World> {
         stale::sweep_once();
         let t0 = Instant::now();
         let id = unique_id(tag);
@@ -79,7 +90,7 @@ impl World {
         fs::write(dir.join("owner"), owner)?;
         let mut world = World {
             host: format!("{id}-host"),
-            lan: format!("{id}-lan"),
+            lan: if with_lan { format!("{id}-lan") } else { format!("{id}-home") },
             procs: Procs::new(dir.join("pids")),
             netns: Mutex::new(Vec::new()),
             bus: None,
@@ -88,7 +99,12 @@ impl World {
             id,
             dir,
         };
-        world.setup_network()?;
+        if with_lan {
+            world.setup_network()?;
+        } else {
+            world.add_netns(&world.host)?;
+            world.ip(&world.host, &["link", "set", "lo", "up"])?;
+        }
         let t1 = Instant::now();
         let users = TestUsers::write(&world.dir)?;
         world.bus = Some(Bus::start(&world.dir, &world.procs, &users)?);
