@@ -31,7 +31,8 @@ use executor::Executor;
 use reconciler::Reconciler;
 use state::StateFile;
 use uplink::kernel::KernelUplink;
-use uplink::UplinkSource;
+use uplink::networkmanager::NmUplink;
+use uplink::{Source, UplinkSource};
 use view::ManagerView;
 
 #[derive(Parser, Debug)]
@@ -86,24 +87,25 @@ async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
     let state_file = StateFile::new(&state_dir);
     let state = state_file.load().map_err(|e| e.to_string())?;
     let netlink = Netlink::connect().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
+    let connection = zbus::connection::Builder::system()
+        .build()
+        .await
+        .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
     let source = match config.uplink.source {
         SourceKind::Kernel => {
             let interface = config.uplink.interface.clone().ok_or("uplink.interface is required")?;
-            KernelUplink::new(netlink.clone(), &config.uplink, interface)
+            Source::Kernel(KernelUplink::new(netlink.clone(), &config.uplink, interface))
         }
-        SourceKind::NetworkManager => {
-            return Err("uplink.source = \"networkmanager\" is not available in this build".into())
-        }
+        SourceKind::NetworkManager => Source::NetworkManager(
+            NmUplink::new(connection.clone(), &config.uplink)
+                .await
+                .map_err(|e| format!("NetworkManager source: {e}"))?,
+        ),
     };
     let uplink = source.read().await.unwrap_or_else(|e| {
         tracing::warn!("cannot read the uplink yet: {e}");
         None
     });
-
-    let connection = zbus::connection::Builder::system()
-        .build()
-        .await
-        .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
     let authorizer =
         vmnet_polkit::Polkit::new(&connection).await.map_err(|e| format!("polkit proxy: {e}"))?;
     let bus = DBusProxy::new(&connection).await.map_err(|e| format!("bus proxy: {e}"))?;
@@ -120,7 +122,13 @@ async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
     let mut reconciler =
         Reconciler::new(config, source.clone(), executor, state_file, state, uplink.clone(), view, publisher);
     reconciler.start().await;
-    source.watch(uplink, events).map_err(|e| format!("cannot follow rtnetlink: {e}"))?;
+    source.clone().watch(uplink.clone(), events.clone()).await?;
+    // A change between the first read and the subscription would otherwise go unnoticed.
+    if let Ok(now) = source.read().await {
+        if now != uplink {
+            let _ = events.send(reconciler::Event::Uplink(now)).await;
+        }
+    }
 
     let reply = connection
         .request_name_with_flags(vmnet_dbus::BUS_NAME, RequestNameFlags::DO_NOT_QUEUE)

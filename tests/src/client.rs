@@ -9,6 +9,9 @@ use tokio::runtime::Runtime;
 use vmnet_dbus::{guest_object_path, Error, Guest1Proxy, GuestRow, Manager1Proxy, RehomedStream};
 use zbus::{Connection, OwnedObjectPath, Variant};
 
+/// A service that does not answer in this time fails the test instead of hanging it.
+const METHOD_TIMEOUT: Duration = Duration::from_secs(15);
+
 pub struct Client {
     runtime: Runtime,
     connection: Connection,
@@ -29,7 +32,10 @@ impl Client {
             .build()
             .map_err(|e| zbus::Error::Failure(e.to_string()))?;
         let (connection, manager) = runtime.block_on(async {
-            let connection = zbus::connection::Builder::address(bus_address).build().await?;
+            let connection = zbus::connection::Builder::address(bus_address)
+                .method_timeout(METHOD_TIMEOUT)
+                .build()
+                .await?;
             let manager = Manager1Proxy::builder(&connection)
                 .cache_properties(zbus::proxy::CacheProperties::No)
                 .build()

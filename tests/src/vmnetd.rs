@@ -26,16 +26,24 @@ pub struct VmnetdHandle<'w> {
 /// executable's `deps/` directory, else `<workspace>/target/debug/vmnetd`. `cargo test -p
 /// vmnet-tests` does not build it: run `cargo build -p vmnetd` first.
 pub fn vmnetd_binary() -> io::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("VMNETD_BIN") {
+    workspace_binary("vmnetd", "VMNETD_BIN")
+}
+
+/// The vmnet-dispatcher binary, found like [`vmnetd_binary`] (env `VMNET_DISPATCHER_BIN`).
+pub fn dispatcher_binary() -> io::Result<PathBuf> {
+    workspace_binary("vmnet-dispatcher", "VMNET_DISPATCHER_BIN")
+}
+
+fn workspace_binary(name: &str, env_var: &str) -> io::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
         return Ok(path.into());
     }
     let exe = std::env::current_exe()?;
-    let mut candidates: Vec<PathBuf> = exe.parent().map(|d| d.join("../vmnetd")).into_iter().collect();
-    candidates.push(crate::workspace_root().join("target/debug/vmnetd"));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| error("vmnetd binary not found: run `cargo build -p vmnetd` or set VMNETD_BIN"))
+    let mut candidates: Vec<PathBuf> = exe.parent().map(|d| d.join("..").join(name)).into_iter().collect();
+    candidates.push(crate::workspace_root().join("target/debug").join(name));
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        error(format!("{name} binary not found: run `cargo build --workspace` or set {env_var}"))
+    })
 }
 
 impl World {

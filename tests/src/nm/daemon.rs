@@ -41,6 +41,11 @@ impl NmWorld {
             fs::create_dir_all(self.nm_dir.join(sub))?;
         }
         fs::create_dir_all(self.nm_dir.join("lib-dispatcher.d/pre-down.d"))?;
+        // In NM's mount namespace /run is <dir>/nm/run: the standard system bus socket there
+        // leads to the World's bus, so dispatcher scripts reach it without any environment.
+        let socket = self.bus_address().strip_prefix("unix:path=").unwrap_or(self.bus_address()).to_owned();
+        fs::create_dir_all(self.nm_dir.join("run/dbus"))?;
+        std::os::unix::fs::symlink(socket, self.nm_dir.join("run/dbus/system_bus_socket"))?;
         let o = &self.options;
         let conf = format!(
             "[main]\nplugins=keyfile\ndhcp=internal\nno-auto-default=*\ndns=none\nrc-manager=unmanaged\n\

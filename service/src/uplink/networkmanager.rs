@@ -1,0 +1,227 @@
+//! The "networkmanager" uplink source: NetworkManager's active connection, over its D-Bus API.
+//!
+//! The followed connection is the primary one when its type is one of `connection_types`,
+//! otherwise the first activated connection of such a type (optionally pinned to an
+//! interface). Only an *activated* connection (State = 2) counts: on a roam NM switches
+//! `PrimaryConnection` before the address exists. Every PropertiesChanged under NM's object
+//! tree and every NameOwnerChanged of NM triggers a re-read; only a changed result reaches the
+//! reconciler, so a burst of signals costs one converge.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, Notify};
+use zbus::fdo::DBusProxy;
+use zbus::message::Type as MessageType;
+use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant};
+
+use super::UplinkSource;
+use crate::config::UplinkConfig;
+use crate::model::Uplink;
+use crate::reconciler::Event;
+
+const NM: &str = "org.freedesktop.NetworkManager";
+const NM_PATH: &str = "/org/freedesktop/NetworkManager";
+const ACTIVE_CONNECTION: &str = "org.freedesktop.NetworkManager.Connection.Active";
+const DEVICE: &str = "org.freedesktop.NetworkManager.Device";
+const IP4_CONFIG: &str = "org.freedesktop.NetworkManager.IP4Config";
+/// NM_ACTIVE_CONNECTION_STATE_ACTIVATED.
+const ACTIVATED: u32 = 2;
+/// Interfaces whose property changes can change the uplink. Others (statistics, access point
+/// signal strength, scans) change often and never matter here.
+const RELEVANT: [&str; 5] =
+    [NM, ACTIVE_CONNECTION, DEVICE, IP4_CONFIG, "org.freedesktop.NetworkManager.DHCP4Config"];
+/// Signals of one NM state change arrive within a few ms of each other: read after a pause.
+const QUIET: Duration = Duration::from_millis(3);
+
+type Properties = HashMap<String, OwnedVariant>;
+
+#[derive(Clone)]
+pub struct NmUplink {
+    connection: Connection,
+    bus: DBusProxy<'static>,
+    connection_types: Vec<String>,
+    interface: Option<String>,
+    nameservers: Vec<Ipv4Addr>,
+}
+
+impl NmUplink {
+    pub async fn new(connection: Connection, config: &UplinkConfig) -> zbus::Result<Self> {
+        let bus = DBusProxy::new(&connection).await?;
+        Ok(Self {
+            connection,
+            bus,
+            connection_types: config.connection_types.clone(),
+            interface: config.interface.clone(),
+            nameservers: config.nameservers.clone(),
+        })
+    }
+
+    async fn properties(&self, path: &str, interface: &str) -> zbus::Result<Properties> {
+        let reply = self
+            .connection
+            .call_method(Some(NM), path, Some("org.freedesktop.DBus.Properties"), "GetAll", &(interface,))
+            .await?;
+        reply.body().deserialize()
+    }
+
+    async fn read_uplink(&self) -> Result<Option<Uplink>, String> {
+        // Never auto-start NM by calling it: only read while it runs.
+        let nm_running = self.bus.name_has_owner(NM.try_into().map_err(|e| format!("{e}"))?).await;
+        if !nm_running.map_err(|e| format!("asking the bus about NetworkManager: {e}"))? {
+            return Ok(None);
+        }
+        let manager = match self.properties(NM_PATH, NM).await {
+            Ok(manager) => manager,
+            Err(e) => {
+                tracing::debug!("NetworkManager did not answer: {e}");
+                return Ok(None);
+            }
+        };
+        let primary: Option<OwnedObjectPath> = take(&manager, "PrimaryConnection");
+        let active: Vec<OwnedObjectPath> = take(&manager, "ActiveConnections").unwrap_or_default();
+        let mut candidates: Vec<OwnedObjectPath> = primary.into_iter().collect();
+        for path in active {
+            if !candidates.contains(&path) {
+                candidates.push(path);
+            }
+        }
+        for path in candidates.iter().filter(|p| p.as_str() != "/") {
+            // An object can vanish between two calls during a roam: skip it.
+            match self.read_active_connection(path).await {
+                Ok(Some(uplink)) => return Ok(Some(uplink)),
+                Ok(None) => {}
+                Err(e) => tracing::debug!("reading {path}: {e}"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The uplink of one active connection, if it is followed, activated and has an address.
+    async fn read_active_connection(&self, path: &OwnedObjectPath) -> zbus::Result<Option<Uplink>> {
+        let connection = self.properties(path, ACTIVE_CONNECTION).await?;
+        let kind: String = take(&connection, "Type").unwrap_or_default();
+        let state: u32 = take(&connection, "State").unwrap_or_default();
+        if state != ACTIVATED || !self.connection_types.contains(&kind) {
+            return Ok(None);
+        }
+        let devices: Vec<OwnedObjectPath> = take(&connection, "Devices").unwrap_or_default();
+        let Some(device_path) = devices.first() else { return Ok(None) };
+        let device = self.properties(device_path, DEVICE).await?;
+        let interface = take::<String>(&device, "IpInterface")
+            .filter(|name| !name.is_empty())
+            .or_else(|| take(&device, "Interface"))
+            .unwrap_or_default();
+        if self.interface.as_ref().is_some_and(|pin| *pin != interface) {
+            return Ok(None);
+        }
+        // The device keeps its IP4Config object across re-activations; the connection's is
+        // set only after activation.
+        let ip4_path: OwnedObjectPath = match take(&device, "Ip4Config") {
+            Some(path) => path,
+            None => return Ok(None),
+        };
+        if ip4_path.as_str() == "/" {
+            return Ok(None);
+        }
+        let ip4 = self.properties(&ip4_path, IP4_CONFIG).await?;
+        let addresses: Vec<Properties> = take(&ip4, "AddressData").unwrap_or_default();
+        let Some((address, prefix_len)) = addresses.iter().find_map(|a| {
+            let address: Ipv4Addr = take::<String>(a, "address")?.parse().ok()?;
+            let prefix: u32 = take(a, "prefix")?;
+            Some((address, u8::try_from(prefix).ok().filter(|p| *p <= 32)?))
+        }) else {
+            return Ok(None);
+        };
+        let gateway = take::<String>(&ip4, "Gateway").and_then(|g| g.parse().ok());
+        let nameservers = if self.nameservers.is_empty() {
+            let servers: Vec<Properties> = take(&ip4, "NameserverData").unwrap_or_default();
+            servers.iter().filter_map(|s| take::<String>(s, "address")?.parse().ok()).collect()
+        } else {
+            self.nameservers.clone()
+        };
+        let mtu = take(&device, "Mtu").unwrap_or(1500);
+        Ok(Some(Uplink { interface, address, prefix_len, gateway, mtu, nameservers }))
+    }
+
+    /// Follows NM's signals (and NM coming and going) and sends `Event::Uplink` whenever the
+    /// uplink read after them differs from the last one sent.
+    pub async fn watch(self, initial: Option<Uplink>, events: mpsc::Sender<Event>) -> zbus::Result<()> {
+        let changes = MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .interface("org.freedesktop.DBus.Properties")
+            .member("PropertiesChanged")
+            .path_namespace(NM_PATH)
+            .build()?;
+        let owner = MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .sender("org.freedesktop.DBus")
+            .interface("org.freedesktop.DBus")
+            .member("NameOwnerChanged")
+            .add_arg(NM)
+            .build()?;
+        let changes = MessageStream::for_match_rule(changes, &self.connection, None).await?;
+        let owner = MessageStream::for_match_rule(owner, &self.connection, None).await?;
+        let mut signals = futures::stream::select(changes, owner);
+        // Signals are drained by a task of their own that never waits for a method reply: a
+        // signal queue left full while a GetAll reply is awaited would stall the connection.
+        let changed = Arc::new(Notify::new());
+        let notify = changed.clone();
+        tokio::spawn(async move {
+            while let Some(message) = signals.next().await {
+                if message.as_ref().is_ok_and(is_relevant) {
+                    notify.notify_one();
+                }
+            }
+            tracing::error!("the bus connection closed; NetworkManager is no longer followed");
+        });
+        tokio::spawn(async move {
+            let mut last = initial;
+            loop {
+                changed.notified().await;
+                // Let the rest of a burst arrive; what comes during the read causes one more.
+                tokio::time::sleep(QUIET).await;
+                match self.read_uplink().await {
+                    Ok(now) if now != last => {
+                        last = now.clone();
+                        if events.send(Event::Uplink(now)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("reading NetworkManager's uplink: {e}"),
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// NameOwnerChanged of NM, or PropertiesChanged of an interface that matters.
+fn is_relevant(message: &zbus::Message) -> bool {
+    let header = message.header();
+    if header.member().is_some_and(|m| m.as_str() == "NameOwnerChanged") {
+        return true;
+    }
+    message
+        .body()
+        .deserialize::<(String, Properties, Vec<String>)>()
+        .is_ok_and(|(interface, _, _)| RELEVANT.contains(&interface.as_str()))
+}
+
+/// A property converted to `T`, if present and of that type.
+fn take<T>(properties: &Properties, name: &str) -> Option<T>
+where
+    T: TryFrom<OwnedVariant>,
+{
+    properties.get(name)?.try_clone().ok().and_then(|v| T::try_from(v).ok())
+}
+
+impl UplinkSource for NmUplink {
+    async fn read(&self) -> Result<Option<Uplink>, String> {
+        self.read_uplink().await
+    }
+}

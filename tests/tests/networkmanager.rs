@@ -1,0 +1,143 @@
+//! vmnetd following a real NetworkManager: roams between two DHCP LANs re-home every guest,
+//! connection down/up, NM restarts and NM starting after vmnetd; and the dispatcher plugin run
+//! by the real nm-dispatcher, D-Bus-activating vmnetd.
+
+use std::time::Duration;
+
+use vmnet_tests::vmnetd::dispatcher_binary;
+use vmnet_tests::{require_root, Client, GuestHandle, Lan, NmWorld, UPLINK};
+
+/// NM sees the veth uplink as Ethernet, so the tests follow that type (the default is Wi-Fi).
+const NM_CONFIG: &str = "[uplink]\nsource = \"networkmanager\"\nconnection_types = [\"802-3-ethernet\"]\n";
+
+fn ip_of(cidr: &str) -> String {
+    cidr.split_once('/').map_or(cidr, |(ip, _)| ip).to_owned()
+}
+
+fn configure_from_properties(client: &Client, guest: &GuestHandle<'_>, name: &str) -> String {
+    let address = client.guest_property(name, "Address").expect("Address");
+    let prefix =
+        client.manager_property("Subnet").expect("Subnet").split_once('/').expect("CIDR").1.to_owned();
+    let gateway = client.manager_property("HostAddress").expect("HostAddress");
+    guest.configure(&format!("{address}/{prefix}"), &gateway).expect("configure");
+    address
+}
+
+#[test]
+fn roams_rehome_guests_once_each_and_they_stay_reachable() {
+    require_root!();
+    let world = NmWorld::new("nmroam");
+    let _vmnetd = world.start_vmnetd(NM_CONFIG);
+    let client = Client::connect(world.bus_address()).expect("connect");
+    let lease = world.uplink_address().expect("NM's lease");
+    assert!(world.wait_for_property(&client, "State", "online"));
+    assert_eq!(client.manager_property("HostAddress").unwrap(), ip_of(&lease));
+    assert_eq!(client.manager_property("Subnet").unwrap(), "198.51.100.0/24");
+    assert_eq!(client.manager_property("Gateway").unwrap(), "198.51.100.1");
+    assert_eq!(client.manager_property("Nameservers").unwrap(), "198.51.100.1", "DNS from NM");
+    assert_eq!(client.manager_property("Uplink").unwrap(), UPLINK);
+
+    client.add_guest("web", &[]).expect("AddGuest web");
+    client.add_guest("db", &[]).expect("AddGuest db");
+    let tap = client.guest_property("web", "Tap").unwrap();
+    let guest = world.add_guest(&tap, &client.guest_property("web", "Mac").unwrap());
+    let address = configure_from_properties(&client, &guest, "web");
+    guest.start_tcp_server(80).expect("tcp");
+    assert!(world.ping_from(Lan::Home, &address));
+
+    let mut rehomed = client.watch_rehomed().expect("subscribe");
+    for (from, to) in [(Lan::Home, Lan::Office), (Lan::Office, Lan::Home)] {
+        let roam = world.roam(to).expect("roam");
+        let signal = rehomed.next(Duration::from_secs(5)).expect("Rehomed");
+        assert_eq!(signal, (from.subnet().to_string(), to.subnet().to_string()));
+        assert_eq!(rehomed.next(Duration::from_millis(700)), None, "one Rehomed per roam");
+        assert_eq!(client.manager_property("HostAddress").unwrap(), ip_of(&roam.address));
+        assert_eq!(client.manager_property("Gateway").unwrap(), to.router());
+        assert_eq!(client.manager_property("Nameservers").unwrap(), to.router());
+        let web = client.guest_property("web", "Address").unwrap();
+        assert_eq!(web, format!("{}.200", to.net()), "host part kept");
+        assert_eq!(client.guest_property("db", "Address").unwrap(), format!("{}.201", to.net()));
+        let routes = world.vmnet_routes();
+        assert_eq!(routes.len(), 2, "{routes:?}");
+        assert!(routes.iter().all(|r| r.starts_with(to.net())), "{routes:?}");
+        assert_eq!(world.kernel_state().uplink_proxy_arp, "1");
+        let address = configure_from_properties(&client, &guest, "web");
+        assert!(world.ping_from(to, &address), "guest reachable from the {to} LAN");
+        assert_eq!(world.tcp_from(to, &address, 80).as_deref(), Some("hi"));
+    }
+}
+
+#[test]
+fn connection_down_is_offline_and_up_restores() {
+    require_root!();
+    let world = NmWorld::new("nmdown");
+    let _vmnetd = world.start_vmnetd(NM_CONFIG);
+    let client = Client::connect(world.bus_address()).expect("connect");
+    client.add_guest("web", &[]).expect("AddGuest");
+    assert_eq!(world.vmnet_routes().len(), 1);
+    world.nm_down().expect("nmcli connection down");
+    assert!(world.wait_for_property(&client, "State", "offline"));
+    assert_eq!(client.guest_property("web", "State").unwrap(), "offline");
+    let state = world.kernel_state();
+    assert!(state.routes.is_empty(), "nothing routed: {:?}", state.routes);
+    assert_eq!(state.uplink_proxy_arp, "0");
+    assert_eq!(state.taps, ["vmt-web"]);
+    world.nm_up().expect("nmcli connection up");
+    assert!(world.wait_for_property(&client, "State", "online"));
+    assert_eq!(client.guest_property("web", "State").unwrap(), "active");
+    assert_eq!(world.vmnet_routes().len(), 1);
+}
+
+#[test]
+fn nm_absent_at_start_then_restarted() {
+    require_root!();
+    let world = NmWorld::new("nmrestart");
+    world.kill_nm().expect("stop NM");
+    let _vmnetd = world.start_vmnetd(NM_CONFIG);
+    let client = Client::connect(world.bus_address()).expect("connect");
+    assert_eq!(client.manager_property("State").unwrap(), "offline", "no NM: offline, waiting");
+    client.add_guest("web", &[]).expect("AddGuest while offline");
+
+    world.start_nm().expect("start NM");
+    assert!(world.wait_for_property(&client, "State", "online"), "vmnetd picks NM up");
+    assert_eq!(client.guest_property("web", "Address").unwrap(), "198.51.100.200");
+
+    world.kill_nm().expect("kill NM");
+    assert!(world.wait_for_property(&client, "State", "offline"), "NM gone: offline");
+    assert!(world.vmnet_routes().is_empty());
+    world.start_nm().expect("restart NM");
+    assert!(world.wait_for_property(&client, "State", "online"), "vmnetd recovers");
+    assert_eq!(world.vmnet_routes().len(), 1);
+}
+
+#[test]
+fn dispatcher_plugin_activates_vmnetd_through_nm_dispatcher() {
+    require_root!();
+    let world = NmWorld::new("nmdisp");
+    // vmnetd is not running: the bus starts it on demand, in the host netns.
+    let config = world.dir().join("vmnetd.toml");
+    std::fs::write(&config, NM_CONFIG).expect("config");
+    let vmnetd = vmnet_tests::vmnetd::vmnetd_binary().expect("vmnetd binary");
+    let service = format!(
+        "[D-BUS Service]\nName=org.vmnet\nUser=root\nExec=/usr/bin/env DBUS_SYSTEM_BUS_ADDRESS={} \
+         /usr/bin/ip netns exec {} {} --config {} --state-dir {}\n",
+        world.bus_address(),
+        world.host_ns(),
+        vmnetd.display(),
+        config.display(),
+        world.dir().join("state").display()
+    );
+    std::fs::write(world.bus().service_dir().join("org.vmnet.service"), service).expect("service file");
+    let plugin = dispatcher_binary().expect("vmnet-dispatcher binary");
+    world.install_lib_dispatcher_script("90-vmnet", &plugin).expect("install plugin");
+    assert!(!world.bus().has_owner("org.vmnet"));
+
+    let seen = world.dispatcher_calls().len();
+    world.nm_down().expect("down");
+    world.wait_for_dispatch(seen, UPLINK, "down", Duration::from_secs(10)).expect("down dispatched");
+    assert!(world.bus().wait_for_name("org.vmnet", Duration::from_secs(10)), "the plugin activated vmnetd");
+    let client = Client::connect(world.bus_address()).expect("connect");
+    world.nm_up().expect("up");
+    assert!(world.wait_for_property(&client, "State", "online"));
+    assert_eq!(client.manager_property("Subnet").unwrap(), "198.51.100.0/24");
+}
