@@ -18,21 +18,31 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cargo build --release --locked -p vmnetd
+cargo build --release --locked -p vmnetd -p vmnet-dispatcher
 bin="$PREFIX/sbin/vmnetd"
 $SUDO install -Dm755 target/release/vmnetd "$bin"
 $SUDO install -Dm644 packaging/dbus/org.vmnet.conf /usr/share/dbus-1/system.d/org.vmnet.conf
 $SUDO install -Dm644 dbus/org.vmnet.Manager1.xml /usr/share/dbus-1/interfaces/org.vmnet.Manager1.xml
 $SUDO install -Dm644 packaging/polkit/org.vmnet.policy /usr/share/polkit-1/actions/org.vmnet.policy
 $SUDO install -Dm644 packaging/iproute2/vmnet.conf /etc/iproute2/rt_protos.d/vmnet.conf
+if [ -d /usr/lib/NetworkManager ]; then
+  $SUDO install -Dm755 target/release/vmnet-dispatcher /usr/lib/NetworkManager/dispatcher.d/90-vmnet
+fi
 
 if [ ! -e /etc/vmnet/vmnetd.toml ]; then
-  # Follow the Wi-Fi interface, or else the interface of the default route.
-  uplink=$(basename "$(dirname "$(ls -d /sys/class/net/*/wireless 2>/dev/null | head -n1)")" 2>/dev/null || true)
-  [ -n "$uplink" ] && [ "$uplink" != . ] || uplink=$(ip -4 route show default | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }')
-  [ -n "$uplink" ] || { echo "install.sh: no uplink found; set uplink.interface in /etc/vmnet/vmnetd.toml" >&2; uplink=wlan0; }
-  sed "s/^interface = .*/interface = \"$uplink\"/" packaging/vmnetd.toml | $SUDO install -Dm644 /dev/stdin /etc/vmnet/vmnetd.toml
-  echo "install.sh: wrote /etc/vmnet/vmnetd.toml (uplink $uplink)"
+  if busctl status org.freedesktop.NetworkManager >/dev/null 2>&1; then
+    # The default: follow NetworkManager's Wi-Fi connection.
+    $SUDO install -Dm644 packaging/vmnetd.toml /etc/vmnet/vmnetd.toml
+    echo "install.sh: wrote /etc/vmnet/vmnetd.toml (following NetworkManager)"
+  else
+    # No NetworkManager: follow the Wi-Fi interface, or else that of the default route.
+    uplink=$(basename "$(dirname "$(ls -d /sys/class/net/*/wireless 2>/dev/null | head -n1)")" 2>/dev/null || true)
+    [ -n "$uplink" ] && [ "$uplink" != . ] || uplink=$(ip -4 route show default | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }')
+    [ -n "$uplink" ] || { echo "install.sh: no uplink found; set uplink.interface in /etc/vmnet/vmnetd.toml" >&2; uplink=wlan0; }
+    sed -e 's/^source = .*/source = "kernel"/' -e "s/^# interface = .*/interface = \"$uplink\"/" packaging/vmnetd.toml |
+      $SUDO install -Dm644 /dev/stdin /etc/vmnet/vmnetd.toml
+    echo "install.sh: wrote /etc/vmnet/vmnetd.toml (kernel source on $uplink)"
+  fi
 fi
 
 if [ -d /run/systemd/system ]; then

@@ -118,6 +118,15 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_is_valid_and_all_defaults() {
+        let example = Config::parse(include_str!("../../packaging/vmnetd.toml")).unwrap();
+        let defaults = Config::parse("").unwrap();
+        assert_eq!(example.uplink.source, defaults.uplink.source);
+        assert_eq!(example.uplink.connection_types, defaults.uplink.connection_types);
+        assert_eq!(example.pool, defaults.pool);
+    }
+
+    #[test]
     fn full_config() {
         let c = Config::parse(
             r#"
