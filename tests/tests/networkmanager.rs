@@ -141,3 +141,51 @@ fn dispatcher_plugin_activates_vmnetd_through_nm_dispatcher() {
     assert!(world.wait_for_property(&client, "State", "online"));
     assert_eq!(client.manager_property("Subnet").unwrap(), "198.51.100.0/24");
 }
+
+/// A second, preferred wired connection on the office LAN: plugging its cable makes it NM's
+/// primary connection, and the guests follow it there; unplugging brings them back.
+#[test]
+fn plugging_a_cable_moves_guests_to_the_wired_lan_and_back() {
+    require_root!();
+    let world = NmWorld::new("nmcable");
+    let office = world.lan_ns(Lan::Office).to_owned();
+    world
+        .ip(
+            world.host_ns(),
+            &["link", "add", "eth0", "type", "veth", "peer", "name", "cab0", "netns", &office],
+        )
+        .expect("veth eth0");
+    let profile = "[connection]\nid=wired\ntype=ethernet\ninterface-name=eth0\nautoconnect=true\n\n\
+                   [ipv4]\nmethod=auto\nroute-metric=50\n\n[ipv6]\nmethod=disabled\n";
+    let keyfile = world.nm_dir().join("etc/system-connections/wired.nmconnection");
+    std::fs::write(&keyfile, profile).expect("keyfile");
+    std::fs::set_permissions(&keyfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    assert!(world.nmcli(&["connection", "reload"]).expect("nmcli").status.success());
+    world.ip(world.host_ns(), &["link", "set", "eth0", "up"]).expect("eth0 up");
+
+    let _vmnetd = world.start_vmnetd(NM_CONFIG);
+    let client = Client::connect(world.bus_address()).expect("connect");
+    assert!(world.wait_for_property(&client, "Subnet", "198.51.100.0/24"));
+    client.add_guest("web", &[]).expect("AddGuest");
+    let mut rehomed = client.watch_rehomed().expect("subscribe");
+
+    // Plug: the cable's far end joins the office bridge.
+    world.ip(&office, &["link", "set", "cab0", "master", "br0", "up"]).expect("plug");
+    let signal = rehomed.next(Duration::from_secs(15)).expect("Rehomed to the wired LAN");
+    assert_eq!(signal, ("198.51.100.0/24".into(), "203.0.113.0/24".into()));
+    assert_eq!(client.manager_property("Uplink").unwrap(), "eth0");
+    assert_eq!(client.guest_property("web", "Address").unwrap(), "203.0.113.200");
+    assert_eq!(world.vmnet_routes(), ["203.0.113.200 dev vmt-web scope link linkdown"]);
+    let host = world.host_ns();
+    assert_eq!(world.sysctl(host, "net.ipv4.conf.eth0.proxy_arp").unwrap(), "1");
+    assert_eq!(world.sysctl(host, "net.ipv4.conf.wlan0.proxy_arp").unwrap(), "0", "restored");
+
+    // Unplug: back on Wi-Fi (well, the other veth) at home.
+    world.ip(&office, &["link", "set", "cab0", "down"]).expect("unplug");
+    let signal = rehomed.next(Duration::from_secs(15)).expect("Rehomed back");
+    assert_eq!(signal, ("203.0.113.0/24".into(), "198.51.100.0/24".into()));
+    assert_eq!(client.manager_property("Uplink").unwrap(), UPLINK);
+    assert_eq!(client.guest_property("web", "Address").unwrap(), "198.51.100.200");
+    assert_eq!(world.sysctl(host, "net.ipv4.conf.wlan0.proxy_arp").unwrap(), "1");
+    assert_eq!(world.sysctl(host, "net.ipv4.conf.eth0.proxy_arp").unwrap(), "0", "restored");
+}
