@@ -99,3 +99,23 @@ impl World {
         self.procs.stop(self.polkit().pid()).map(drop)
     }
 }
+
+impl World {
+    /// An org.vmnet client on this World's bus (as root).
+    pub fn client(&self) -> crate::Client {
+        crate::Client::connect(self.bus_address()).expect("connect to the World's bus")
+    }
+}
+
+impl crate::GuestHandle<'_> {
+    /// Configures the guest as a user would from the service's properties: the guest's
+    /// `Address` with the uplink's prefix, the host's address as gateway. Returns the address.
+    pub fn configure_from(&self, client: &crate::Client, guest: &str) -> String {
+        let address = client.guest_property(guest, "Address").expect("Address");
+        let subnet = client.manager_property("Subnet").expect("Subnet");
+        let gateway = client.manager_property("HostAddress").expect("HostAddress");
+        let prefix = subnet.split_once('/').expect("Subnet in CIDR form").1;
+        self.configure(&format!("{address}/{prefix}"), &gateway).expect("configure the guest");
+        address
+    }
+}

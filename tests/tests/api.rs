@@ -5,7 +5,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use vmnet_dbus::Error;
-use vmnet_tests::{dbus_error_name, kernel_config, require_root, Client, KernelState, Opt, World, NOBODY};
+use vmnet_tests::{dbus_error_name, kernel_config, require_root, KernelState, Opt, World, NOBODY};
 
 /// `AddGuest(name, options)` through gdbus as `uid`; options in GVariant text, e.g. "{}".
 fn add_guest_as(world: &World, uid: u32, name: &str, options: &str) -> Output {
@@ -33,7 +33,7 @@ fn polkit_decides_for_the_caller() {
     require_root!();
     let world = World::new("polkit");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     let tester = world.tester_uid();
     let untouched = world.kernel_state();
 
@@ -91,7 +91,7 @@ fn polkit_unreachable_fails_closed() {
     require_root!();
     let world = World::new("failclosed");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     world.polkit().install_example_rules().expect("rules");
     world.stop_polkit().expect("stop polkitd");
     let tester = world.tester_uid();
@@ -109,7 +109,7 @@ fn bad_input_gets_typed_errors_and_changes_nothing() {
     require_root!();
     let world = World::new("badinput");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     client.add_guest("web", &[("mac", Opt::Str("52:54:00:00:00:01"))]).expect("AddGuest");
     let baseline: (KernelState, _) = (world.kernel_state(), client.list_guests().unwrap());
     let long = "x".repeat(33);
@@ -166,7 +166,7 @@ fn pool_exhaustion_and_conflict() {
     require_root!();
     let world = World::new("pool");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, "[pool]\nfirst = 200\nlast = 201\n"));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     client.add_guest("a", &[]).unwrap();
     client.add_guest("b", &[]).unwrap();
     let err = client.add_guest("c", &[]).unwrap_err();
@@ -207,7 +207,7 @@ fn introspection_matches_the_committed_xml() {
     require_root!();
     let world = World::new("introspect");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     client.add_guest("web", &[]).unwrap();
     let committed =
         std::fs::read_to_string(vmnet_tests::workspace_root().join("dbus/org.vmnet.Manager1.xml"))

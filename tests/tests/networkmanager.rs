@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use vmnet_tests::vmnetd::dispatcher_binary;
-use vmnet_tests::{require_root, Client, GuestHandle, Lan, NmWorld, UPLINK};
+use vmnet_tests::{require_root, Lan, NmWorld, UPLINK};
 
 /// NM sees the veth uplink as Ethernet, so the tests follow that type (the default is Wi-Fi).
 const NM_CONFIG: &str = "[uplink]\nsource = \"networkmanager\"\nconnection_types = [\"802-3-ethernet\"]\n";
@@ -14,21 +14,12 @@ fn ip_of(cidr: &str) -> String {
     cidr.split_once('/').map_or(cidr, |(ip, _)| ip).to_owned()
 }
 
-fn configure_from_properties(client: &Client, guest: &GuestHandle<'_>, name: &str) -> String {
-    let address = client.guest_property(name, "Address").expect("Address");
-    let prefix =
-        client.manager_property("Subnet").expect("Subnet").split_once('/').expect("CIDR").1.to_owned();
-    let gateway = client.manager_property("HostAddress").expect("HostAddress");
-    guest.configure(&format!("{address}/{prefix}"), &gateway).expect("configure");
-    address
-}
-
 #[test]
 fn roams_rehome_guests_once_each_and_they_stay_reachable() {
     require_root!();
     let world = NmWorld::new("nmroam");
     let _vmnetd = world.start_vmnetd(NM_CONFIG);
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     let lease = world.uplink_address().expect("NM's lease");
     assert!(world.wait_for_property(&client, "State", "online"));
     assert_eq!(client.manager_property("HostAddress").unwrap(), ip_of(&lease));
@@ -41,7 +32,7 @@ fn roams_rehome_guests_once_each_and_they_stay_reachable() {
     client.add_guest("db", &[]).expect("AddGuest db");
     let tap = client.guest_property("web", "Tap").unwrap();
     let guest = world.add_guest(&tap, &client.guest_property("web", "Mac").unwrap());
-    let address = configure_from_properties(&client, &guest, "web");
+    let address = guest.configure_from(&client, "web");
     guest.start_tcp_server(80).expect("tcp");
     assert!(world.ping_from(Lan::Home, &address));
 
@@ -61,7 +52,7 @@ fn roams_rehome_guests_once_each_and_they_stay_reachable() {
         assert_eq!(routes.len(), 2, "{routes:?}");
         assert!(routes.iter().all(|r| r.starts_with(to.net())), "{routes:?}");
         assert_eq!(world.kernel_state().uplink_proxy_arp, "1");
-        let address = configure_from_properties(&client, &guest, "web");
+        let address = guest.configure_from(&client, "web");
         assert!(world.ping_from(to, &address), "guest reachable from the {to} LAN");
         assert_eq!(world.tcp_from(to, &address, 80).as_deref(), Some("hi"));
     }
@@ -72,7 +63,7 @@ fn connection_down_is_offline_and_up_restores() {
     require_root!();
     let world = NmWorld::new("nmdown");
     let _vmnetd = world.start_vmnetd(NM_CONFIG);
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     client.add_guest("web", &[]).expect("AddGuest");
     assert_eq!(world.vmnet_routes().len(), 1);
     world.nm_down().expect("nmcli connection down");
@@ -94,7 +85,7 @@ fn nm_absent_at_start_then_restarted() {
     let world = NmWorld::new("nmrestart");
     world.kill_nm().expect("stop NM");
     let _vmnetd = world.start_vmnetd(NM_CONFIG);
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     assert_eq!(client.manager_property("State").unwrap(), "offline", "no NM: offline, waiting");
     client.add_guest("web", &[]).expect("AddGuest while offline");
 
@@ -136,7 +127,7 @@ fn dispatcher_plugin_activates_vmnetd_through_nm_dispatcher() {
     world.nm_down().expect("down");
     world.wait_for_dispatch(seen, UPLINK, "down", Duration::from_secs(10)).expect("down dispatched");
     assert!(world.bus().wait_for_name("org.vmnet", Duration::from_secs(10)), "the plugin activated vmnetd");
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     world.nm_up().expect("up");
     assert!(world.wait_for_property(&client, "State", "online"));
     assert_eq!(client.manager_property("Subnet").unwrap(), "198.51.100.0/24");
@@ -164,7 +155,7 @@ fn plugging_a_cable_moves_guests_to_the_wired_lan_and_back() {
     world.ip(world.host_ns(), &["link", "set", "eth0", "up"]).expect("eth0 up");
 
     let _vmnetd = world.start_vmnetd(NM_CONFIG);
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     assert!(world.wait_for_property(&client, "Subnet", "198.51.100.0/24"));
     client.add_guest("web", &[]).expect("AddGuest");
     let mut rehomed = client.watch_rehomed().expect("subscribe");

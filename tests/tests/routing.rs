@@ -3,17 +3,7 @@
 
 use std::time::Duration;
 
-use vmnet_tests::{kernel_config, require_root, Client, GuestHandle, Opt, World, LAN_CLIENT, UPLINK};
-
-/// Configures a netns guest from the service's properties, as a user would.
-fn configure_from_properties(client: &Client, guest: &GuestHandle<'_>, name: &str) -> String {
-    let address = client.guest_property(name, "Address").expect("Address");
-    let subnet = client.manager_property("Subnet").expect("Subnet");
-    let gateway = client.manager_property("HostAddress").expect("HostAddress");
-    let prefix = subnet.split_once('/').expect("CIDR").1;
-    guest.configure(&format!("{address}/{prefix}"), &gateway).expect("configure guest");
-    address
-}
+use vmnet_tests::{kernel_config, require_root, Opt, World, LAN_CLIENT, UPLINK};
 
 #[test]
 fn add_guest_routes_a_reachable_guest_and_remove_restores_everything() {
@@ -22,7 +12,7 @@ fn add_guest_routes_a_reachable_guest_and_remove_restores_everything() {
     let before = world.kernel_state();
     assert_eq!((before.ip_forward.as_str(), before.uplink_proxy_arp.as_str()), ("0", "0"));
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     assert_eq!(client.manager_property("State").unwrap(), "online");
     assert_eq!(client.manager_property("Uplink").unwrap(), UPLINK);
     assert_eq!(client.manager_property("HostAddress").unwrap(), "198.51.100.10");
@@ -55,7 +45,7 @@ fn add_guest_routes_a_reachable_guest_and_remove_restores_everything() {
 
     // A guest behind the tap, configured from the properties, is on the LAN.
     let guest = world.add_guest(&tap, &mac);
-    let address = configure_from_properties(&client, &guest, "web");
+    let address = guest.configure_from(&client, "web");
     guest.start_tcp_server(80).expect("tcp server");
     assert!(world.ping_from_lan(&address), "LAN pings the guest");
     assert_eq!(world.tcp_from_lan(&address, 80).as_deref(), Some("hi"), "LAN connects to the guest");
@@ -78,13 +68,13 @@ fn uplink_moving_to_another_subnet_rehomes_every_guest() {
     require_root!();
     let world = World::new("rehome");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     client.add_guest("web", &[]).expect("AddGuest web");
     client.add_guest("db", &[("address", Opt::Str("198.51.100.77"))]).expect("AddGuest db");
     let tap = client.guest_property("web", "Tap").unwrap();
     let web_index = world.ifindex(&tap);
     let guest = world.add_guest(&tap, &client.guest_property("web", "Mac").unwrap());
-    let address = configure_from_properties(&client, &guest, "web");
+    let address = guest.configure_from(&client, "web");
     guest.start_tcp_server(80).expect("tcp server");
     assert!(world.ping_from_lan(&address));
 
@@ -107,7 +97,7 @@ fn uplink_moving_to_another_subnet_rehomes_every_guest() {
     assert!(gateway, "Gateway follows the new default route");
 
     // The guest, reconfigured from its new Address, is reachable on the new LAN.
-    let address = configure_from_properties(&client, &guest, "web");
+    let address = guest.configure_from(&client, "web");
     assert_eq!(address, "203.0.113.200");
     assert!(world.ping_from_lan(&address), "LAN pings the re-homed guest");
     assert_eq!(world.tcp_from_lan(&address, 80).as_deref(), Some("hi"));
@@ -127,7 +117,7 @@ fn uplink_without_address_is_offline_until_it_returns() {
     require_root!();
     let world = World::new("offline");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     client.add_guest("web", &[]).expect("AddGuest");
     world.ip(world.host_ns(), &["-4", "addr", "flush", "dev", UPLINK]).expect("flush");
     assert!(world.wait_for_property(&client, "State", "offline"));
@@ -155,7 +145,7 @@ fn sigkill_and_restart_restore_every_guest_without_deleting_taps() {
     require_root!();
     let world = World::new("restart");
     let mut vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
-    let client = Client::connect(world.bus_address()).expect("connect");
+    let client = world.client();
     client.add_guest("web", &[]).expect("AddGuest web");
     client.add_guest("db", &[("mac", Opt::Str("52:54:00:12:34:56"))]).expect("AddGuest db");
     let guests = client.list_guests().unwrap();
@@ -170,7 +160,7 @@ fn sigkill_and_restart_restore_every_guest_without_deleting_taps() {
     world.ip(world.host_ns(), &["route", "del", "198.51.100.200/32"]).unwrap();
 
     vmnetd.restart().expect("restart");
-    let client = Client::connect(world.bus_address()).expect("reconnect");
+    let client = world.client();
     assert_eq!(client.list_guests().unwrap(), guests);
     assert_eq!(world.kernel_state(), kernel);
     assert_eq!((world.ifindex("vmt-web"), world.ifindex("vmt-db")), indexes, "taps were not recreated");
