@@ -91,17 +91,7 @@ async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
         .build()
         .await
         .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
-    let source = match config.uplink.source {
-        SourceKind::Kernel => {
-            let interface = config.uplink.interface.clone().ok_or("uplink.interface is required")?;
-            Source::Kernel(KernelUplink::new(netlink.clone(), &config.uplink, interface))
-        }
-        SourceKind::NetworkManager => Source::NetworkManager(
-            NmUplink::new(connection.clone(), &config.uplink)
-                .await
-                .map_err(|e| format!("NetworkManager source: {e}"))?,
-        ),
-    };
+    let source = configured_source(&config, &netlink, &connection).await?;
     let uplink = source.read().await.unwrap_or_else(|e| {
         tracing::warn!("cannot read the uplink yet: {e}");
         None
@@ -147,4 +137,22 @@ async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
         _ = interrupt.recv() => Ok(()),
     }
     .inspect(|()| tracing::info!("stopping; guests' taps and routes stay in place"))
+}
+
+async fn configured_source(
+    config: &Config,
+    netlink: &Netlink,
+    connection: &zbus::Connection,
+) -> Result<Source, String> {
+    Ok(match config.uplink.source {
+        SourceKind::Kernel => {
+            let interface = config.uplink.interface.clone().ok_or("uplink.interface is required")?;
+            Source::Kernel(KernelUplink::new(netlink.clone(), &config.uplink, interface))
+        }
+        SourceKind::NetworkManager => Source::NetworkManager(
+            NmUplink::new(connection.clone(), &config.uplink)
+                .await
+                .map_err(|e| format!("NetworkManager source: {e}"))?,
+        ),
+    })
 }

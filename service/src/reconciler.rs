@@ -18,7 +18,7 @@ use crate::executor::{Executor, Outcome, SavedSysctls};
 use crate::model::{Guest, Mac, Subnet, Uplink};
 use crate::names::{default_mac, tap_name};
 use crate::planner;
-use crate::state::{State, StateFile};
+use crate::state::{State, StateFile, FORMAT_VERSION};
 use crate::uplink::UplinkSource;
 use crate::view::ManagerView;
 
@@ -302,7 +302,7 @@ impl<S: UplinkSource> Reconciler<S> {
             return Ok(());
         }
         let state = State {
-            version: 0,
+            version: FORMAT_VERSION,
             guests: self.guests.values().cloned().collect(),
             saved_sysctls: self.saved.clone(),
             last_subnet: self.last_subnet,

@@ -12,7 +12,8 @@ use crate::model::{Guest, Subnet};
 
 pub const DEFAULT_DIR: &str = "/var/lib/vmnet";
 const FILE_NAME: &str = "state.json";
-const FORMAT_VERSION: u32 = 1;
+/// The state file format this vmnetd reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
 
 /// Everything vmnetd must remember across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -71,8 +72,7 @@ impl StateFile {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io_err)?;
         let temp = self.path.with_extension("json.tmp");
-        let mut body = serde_json::to_vec_pretty(&State { version: FORMAT_VERSION, ..state.clone() })
-            .map_err(|e| io_err(io::Error::other(e)))?;
+        let mut body = serde_json::to_vec_pretty(state).map_err(|e| io_err(io::Error::other(e)))?;
         body.push(b'\n');
         let mut file = OpenOptions::new()
             .write(true)
