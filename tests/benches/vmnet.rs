@@ -2,8 +2,10 @@
 //! vmnetd built first (`cargo bench` does not build it):
 //!
 //! ```sh
-//! cargo build --release -p vmnetd && cargo bench -p vmnet-tests
+//! cargo build --release -p vmnetd -p vmnet-dispatcher && cargo bench -p vmnet-tests
 //! ```
+//!
+//! (`--bench vmnet` runs only this file; `networkmanager.rs` has the NetworkManager figures.)
 //!
 //! 1. AddGuest / RemoveGuest latency over D-Bus, as the unprivileged `vmnet-tester` (vmnetd asks
 //!    the World's real polkitd, which evaluates `50-vmnet.rules`) and as root (no polkit). The
@@ -18,19 +20,22 @@
 //! Everything runs in Worlds (private netns, bus, polkitd) that are removed on Drop, also after a
 //! panic. Every wait is bounded; the whole run takes well under 3 minutes on 2 cores.
 
+mod common;
+
 use std::fs;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{exit, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use common::{converge_times, each, rehome_converge, release_binary, text_len, text_since, Samples};
 use vmnet_tests::client::RehomedWatch;
 use vmnet_tests::vmnetd::vmnetd_binary;
-use vmnet_tests::{is_root, kernel_config, workspace_root, Client, VmnetdHandle, World, UPLINK};
+use vmnet_tests::{is_root, kernel_config, Client, VmnetdHandle, World, UPLINK};
 
 /// Guests per AddGuest run (the default /24, pool .2 to .254).
 const ADD_GUESTS: usize = 200;
@@ -55,99 +60,12 @@ fn main() {
     println!("\nbench finished in {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// Exits with a message unless the harness will run an up-to-date release vmnetd.
-fn release_vmnetd() -> PathBuf {
-    let fail = |msg: String| -> ! {
-        eprintln!(
-            "error: {msg}\n  build it first: cargo build --release -p vmnetd && cargo bench -p vmnet-tests"
-        );
-        exit(2)
-    };
-    let chosen = vmnetd_binary().unwrap_or_else(|e| fail(e.to_string()));
-    if std::env::var_os("VMNETD_BIN").is_some() {
-        println!("(VMNETD_BIN is set: benchmarking that binary as it is)");
-        return chosen;
-    }
-    let exe = std::env::current_exe().expect("path of the bench executable");
-    // The harness's first choice: target/release/deps/<bench> -> target/release/vmnetd.
-    let release = exe.parent().and_then(Path::parent).map(|dir| dir.join("vmnetd")).unwrap_or_default();
-    if !release.is_file() {
-        fail(format!("{} not found", release.display()));
-    }
-    if fs::canonicalize(&chosen).ok() != fs::canonicalize(&release).ok() {
-        fail(format!("the harness would run {} instead of {}", chosen.display(), release.display()));
-    }
-    let built = mtime(&release).unwrap_or_else(|| fail(format!("cannot stat {}", release.display())));
-    let root = workspace_root();
-    let mut sources = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
-    for krate in ["service", "dbus", "polkit"] {
-        sources.push(root.join(krate).join("Cargo.toml"));
-        files_under(&root.join(krate).join("src"), &mut sources);
-    }
-    if let Some((newest, when)) = sources.iter().filter_map(|p| Some((p, mtime(p)?))).max_by_key(|(_, t)| *t)
-    {
-        if when > built {
-            fail(format!("{} is older than {}", release.display(), newest.display()));
-        }
-    }
-    release
-}
-
-fn mtime(path: &Path) -> Option<SystemTime> {
-    fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for path in entries.flatten().map(|e| e.path()) {
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Figures
 
-/// Durations in milliseconds, sorted.
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn new(mut ms: Vec<f64>) -> Samples {
-        ms.sort_by(f64::total_cmp);
-        Samples(ms)
-    }
-
-    fn from_us(us: &[u64]) -> Samples {
-        Samples::new(us.iter().map(|&u| u as f64 / 1000.0).collect())
-    }
-
-    /// Nearest-rank percentile.
-    fn pct(&self, p: f64) -> f64 {
-        if self.0.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
-        self.0[rank.clamp(1, self.0.len()) - 1]
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "n={:<4} min {:>7.2}  p50 {:>7.2}  p90 {:>7.2}  p99 {:>7.2}  max {:>7.2} ms",
-            self.0.len(),
-            self.pct(0.0),
-            self.pct(50.0),
-            self.pct(90.0),
-            self.pct(99.0),
-            self.pct(100.0)
-        )
-    }
-
-    fn min_median_max(&self) -> String {
-        format!("min {:>7.2}  median {:>7.2}  max {:>7.2} ms", self.pct(0.0), self.pct(50.0), self.pct(100.0))
-    }
+/// Exits with a message unless the harness will run an up-to-date release vmnetd.
+fn release_vmnetd() -> PathBuf {
+    release_binary("vmnetd", "VMNETD_BIN", vmnetd_binary(), &["service", "dbus", "polkit"])
 }
 
 /// VmRSS and VmHWM of `pid` in KiB.
@@ -178,35 +96,11 @@ fn vmnetd_pid(vmnetd: &VmnetdHandle<'_>) -> u32 {
 
 /// vmnetd's log from byte `offset` on.
 fn log_since(world: &World, offset: u64) -> String {
-    let bytes = fs::read(world.dir().join("vmnetd.log")).expect("read vmnetd.log");
-    String::from_utf8_lossy(bytes.get(offset as usize..).unwrap_or_default()).into_owned()
+    text_since(&world.dir().join("vmnetd.log"), offset)
 }
 
 fn log_len(world: &World) -> u64 {
-    fs::metadata(world.dir().join("vmnetd.log")).map(|m| m.len()).expect("stat vmnetd.log")
-}
-
-/// The `elapsed=` of every `converged` debug line in `log`, in milliseconds.
-fn converge_times(log: &str) -> Vec<f64> {
-    log.lines()
-        .filter_map(|line| line.split_once("converged elapsed=")?.1.split_whitespace().next())
-        .filter_map(parse_debug_duration)
-        .collect()
-}
-
-/// A `Duration`'s Debug form ("1.5ms", "812.3µs", "2.1s", "900ns") in milliseconds.
-fn parse_debug_duration(text: &str) -> Option<f64> {
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match unit {
-        "s" => 1000.0,
-        "ms" => 1.0,
-        "µs" | "us" => 1e-3,
-        "ns" => 1e-6,
-        _ => return None,
-    };
-    Some(number * factor)
+    text_len(&world.dir().join("vmnetd.log"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,7 +265,6 @@ fn rehome_times() {
             check_routes(&world, n, &SIDES[next]);
             current = next;
         }
-        let each = |ms: &[f64]| ms.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>().join(" ");
         println!(
             "    uplink change -> Rehomed        {}  [{}]",
             Samples::new(signal_ms.clone()).min_median_max(),
@@ -415,10 +308,8 @@ fn rehome(
 
     let expected = (old.subnet.to_string(), new.subnet.to_string());
     assert_eq!(signal, Some(expected), "Rehomed within {REHOME_TIMEOUT:?}");
-    let log = log_since(world, offset);
     // The converge that re-homed is the one logged before "re-homed N guests".
-    let before = log.split("re-homed ").next().unwrap_or_default();
-    let converged = converge_times(before).last().copied();
+    let converged = rehome_converge(&log_since(world, offset));
     (elapsed.as_secs_f64() * 1000.0, converged)
 }
 

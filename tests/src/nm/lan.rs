@@ -47,16 +47,19 @@ fn ping_from_source(ns: &str, source: &str, addr: &str) -> bool {
 impl NmWorld {
     /// Netns `<id>-<lan>` with bridge br0 (.1 router first, so the DHCP server identifier, then
     /// .2 the LAN client) and dnsmasq serving DHCP (.100-.150, 2 min leases, authoritative, no
-    /// ping check) and DNS (no upstream) on br0.
+    /// ping check) and DNS (no upstream) on br0; addresses relative to the network of
+    /// [`super::NmOptions::lans`].
     pub(super) fn setup_lan(&self, lan: Lan) -> io::Result<()> {
         let ns = self.lan_ns(lan).to_string();
         self.add_netns(&ns)?;
         self.ip(&ns, &["link", "set", "lo", "up"])?;
         self.ip(&ns, &["link", "add", BRIDGE, "type", "bridge"])?;
-        self.ip(&ns, &["addr", "add", &format!("{}/24", lan.router()), "dev", BRIDGE])?;
-        self.ip(&ns, &["addr", "add", &format!("{}/24", lan.client()), "dev", BRIDGE])?;
+        let lans = &self.options.lans;
+        let (router, prefix) = (lans.router(lan), lans.prefix_len);
+        self.ip(&ns, &["addr", "add", &format!("{router}/{prefix}"), "dev", BRIDGE])?;
+        self.ip(&ns, &["addr", "add", &format!("{}/{prefix}", lans.client(lan)), "dev", BRIDGE])?;
         self.ip(&ns, &["link", "set", BRIDGE, "up"])?;
-        let net = lan.net();
+        let (first, last, mask) = (lans.host(lan, 100), lans.host(lan, 150), lans.netmask());
         let dir = self.dir().display().to_string();
         let name = lan.name();
         let args = [
@@ -70,9 +73,9 @@ impl NmWorld {
             format!("--interface={BRIDGE}"),
             "--except-interface=lo".to_string(),
             "--bind-interfaces".to_string(),
-            format!("--dhcp-range={net}.100,{net}.150,255.255.255.0,2m"),
-            format!("--dhcp-option=option:router,{net}.1"),
-            format!("--dhcp-option=option:dns-server,{net}.1"),
+            format!("--dhcp-range={first},{last},{mask},2m"),
+            format!("--dhcp-option=option:router,{router}"),
+            format!("--dhcp-option=option:dns-server,{router}"),
             format!("--dhcp-leasefile={dir}/dnsmasq-{name}.leases"),
             format!("--pid-file={dir}/dnsmasq-{name}.pid"),
             "--dhcp-authoritative".to_string(),
@@ -113,7 +116,7 @@ impl NmWorld {
 
     pub(super) fn wait_for_lease_since(&self, lan: Lan, timeout: Duration, t0: Instant) -> io::Result<Lease> {
         let end = t0 + timeout;
-        let in_lan = || self.uplink_address().filter(|a| lan.contains(a));
+        let in_lan = || self.uplink_address().filter(|a| self.options.lans.contains(lan, a));
         // The kernel address first (cheap to poll), then NM's device state (nmcli).
         let mut address = None;
         while Instant::now() < end {
@@ -128,7 +131,7 @@ impl NmWorld {
         if address.is_none() || !wait_until(left, Duration::from_millis(20), activated) {
             return Err(error(format!(
                 "no lease from {lan} ({}) on {UPLINK} within {timeout:?}: address {:?}, NM device state {:?}",
-                lan.subnet(),
+                self.options.lans.subnet(lan),
                 self.uplink_address(),
                 self.nm_device_state()
             )));
@@ -184,13 +187,13 @@ impl NmWorld {
 
     /// Pings `addr` from `lan`'s client (.2), once a try, for up to about 3 s.
     pub fn ping_from(&self, lan: Lan, addr: &str) -> bool {
-        ping_from_source(self.lan_ns(lan), &lan.client(), addr)
+        ping_from_source(self.lan_ns(lan), &self.options.lans.client(lan), addr)
     }
 
     /// Connects from `lan`'s client (.2) to `addr:port` and returns what the server sent
     /// (trimmed), or None if the connection failed or nothing came back within 3 s.
     pub fn tcp_from(&self, lan: Lan, addr: &str, port: u16) -> Option<String> {
-        let target = format!("TCP:{addr}:{port},connect-timeout=3,bind={}", lan.client());
+        let target = format!("TCP:{addr}:{port},connect-timeout=3,bind={}", self.options.lans.client(lan));
         let out = self.exec_in(self.lan_ns(lan), &["socat", "-T3", "-", &target]).ok()?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         (out.status.success() && !text.is_empty()).then_some(text)

@@ -40,6 +40,7 @@ use crate::cmd::{error, tail};
 use crate::world::{World, UPLINK};
 use std::fs;
 use std::io;
+use std::net::Ipv4Addr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -56,7 +57,8 @@ pub const NM_BUS_NAME: &str = "org.freedesktop.NetworkManager";
 /// nm-dispatcher's bus name (D-Bus activated).
 pub const DISPATCHER_BUS_NAME: &str = "org.freedesktop.nm_dispatcher";
 
-/// One of the two LANs the uplink can be on.
+/// One of the two LANs the uplink can be on. The addresses below are the default
+/// [`LanAddressing`] (see [`NmOptions::lans`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lan {
     /// 198.51.100.0/24, where the uplink starts.
@@ -136,6 +138,8 @@ pub struct NmOptions {
     pub extra_config: String,
     /// Install the recorder `50-record` into dispatcher.d (see [`NmWorld::dispatcher_calls`]).
     pub record_dispatcher: bool,
+    /// The LANs' subnets (default: home 198.51.100.0/24, office 203.0.113.0/24).
+    pub lans: LanAddressing,
 }
 
 impl Default for NmOptions {
@@ -147,6 +151,7 @@ impl Default for NmOptions {
             log_level: "INFO".to_string(),
             extra_config: String::new(),
             record_dispatcher: true,
+            lans: LanAddressing::default(),
         }
     }
 }
@@ -155,6 +160,98 @@ impl NmOptions {
     /// The time a roam keeps the link down.
     pub fn link_away(&self) -> Duration {
         self.link_away.unwrap_or(self.carrier_wait + Duration::from_millis(500))
+    }
+}
+
+/// The addressing of the two LANs. Each LAN is `network/prefix_len` with the router (DHCP and
+/// DNS server, gateway) at network + 1, the LAN client at network + 2 and DHCP leases from
+/// network + 100 to network + 150. [`Lan`]'s own `net`, `subnet`, `router`, `client` and
+/// `contains` describe the default; [`NmWorld::lans`] gives a World's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanAddressing {
+    /// The network address of home.
+    pub home: Ipv4Addr,
+    /// The network address of office.
+    pub office: Ipv4Addr,
+    /// The prefix length of both LANs, 8 to 24.
+    pub prefix_len: u8,
+}
+
+impl Default for LanAddressing {
+    /// home 198.51.100.0/24, office 203.0.113.0/24.
+    fn default() -> LanAddressing {
+        LanAddressing {
+            home: Ipv4Addr::new(198, 51, 100, 0),
+            office: Ipv4Addr::new(203, 0, 113, 0),
+            prefix_len: 24,
+        }
+    }
+}
+
+impl LanAddressing {
+    /// The RFC 2544 benchmarking range 198.18.0.0/15, as home 198.18.0.0/16 and office
+    /// 198.19.0.0/16: room for thousands of guests.
+    pub fn benchmarking() -> LanAddressing {
+        LanAddressing {
+            home: Ipv4Addr::new(198, 18, 0, 0),
+            office: Ipv4Addr::new(198, 19, 0, 0),
+            prefix_len: 16,
+        }
+    }
+
+    /// The network address of `lan`.
+    pub fn network(&self, lan: Lan) -> Ipv4Addr {
+        match lan {
+            Lan::Home => self.home,
+            Lan::Office => self.office,
+        }
+    }
+
+    /// The netmask, e.g. 255.255.0.0.
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0))
+    }
+
+    /// Host number `n` of `lan` (network + n).
+    pub fn host(&self, lan: Lan, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network(lan)).wrapping_add(n))
+    }
+
+    /// "198.51.100.0/24".
+    pub fn subnet(&self, lan: Lan) -> String {
+        format!("{}/{}", self.network(lan), self.prefix_len)
+    }
+
+    /// The router, DHCP and DNS server: network + 1.
+    pub fn router(&self, lan: Lan) -> String {
+        self.host(lan, 1).to_string()
+    }
+
+    /// The LAN client `ping_from`/`tcp_from` send from: network + 2.
+    pub fn client(&self, lan: Lan) -> String {
+        self.host(lan, 2).to_string()
+    }
+
+    /// Whether `addr` (with or without `/prefix`) is in `lan`.
+    pub fn contains(&self, lan: Lan, addr: &str) -> bool {
+        let ip = addr.split_once('/').map_or(addr, |(ip, _)| ip);
+        let mask = u32::from(self.netmask());
+        ip.parse::<Ipv4Addr>().is_ok_and(|ip| u32::from(ip) & mask == u32::from(self.network(lan)))
+    }
+
+    /// Checks the prefix length, that both networks are network addresses and that they differ.
+    fn check(&self) -> io::Result<()> {
+        let mask = u32::from(self.netmask());
+        let aligned = |net: Ipv4Addr| u32::from(net) & !mask == 0;
+        if !(8..=24).contains(&self.prefix_len) || !aligned(self.home) || !aligned(self.office) {
+            return Err(error(format!(
+                "bad LAN addressing {self:?}: want network addresses, prefix 8 to 24"
+            )));
+        }
+        if self.contains(Lan::Office, &self.home.to_string()) {
+            return Err(error(format!("bad LAN addressing {self:?}: home and office are the same network")));
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +311,7 @@ impl NmWorld {
     /// Sets up the World (host netns, bus, polkitd), both LANs with dnsmasq, the uplink in home,
     /// and NetworkManager, and waits for the first lease. On error, everything is removed again.
     pub fn try_new(tag: &str, options: NmOptions) -> io::Result<NmWorld> {
+        options.lans.check()?;
         let t0 = Instant::now();
         let world = World::try_new_bare(tag)?;
         let t1 = Instant::now();
@@ -256,6 +354,11 @@ impl NmWorld {
 
     pub fn options(&self) -> &NmOptions {
         &self.options
+    }
+
+    /// The LANs' addressing ([`NmOptions::lans`]).
+    pub fn lans(&self) -> &LanAddressing {
+        &self.options.lans
     }
 
     /// The netns of `lan` (`<id>-home`, `<id>-office`).
