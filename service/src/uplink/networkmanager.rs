@@ -2,8 +2,9 @@
 //!
 //! The followed connection is the primary one when its type is one of `connection_types`,
 //! otherwise the first activated connection of such a type (optionally pinned to an
-//! interface). Only an *activated* connection (State = 2) counts: on a roam NM switches
-//! `PrimaryConnection` before the address exists. Every PropertiesChanged under NM's object
+//! interface). A connection counts once it is activating or activated *and* its device has an
+//! IPv4 address: on a roam NM switches `PrimaryConnection` before the address exists, so the
+//! address (AddressData), not the switch, is what moves the uplink. Every PropertiesChanged under NM's object
 //! tree and every NameOwnerChanged of NM triggers a re-read; only a changed result reaches the
 //! reconciler, so a burst of signals costs one converge.
 
@@ -28,14 +29,15 @@ const NM_PATH: &str = "/org/freedesktop/NetworkManager";
 const ACTIVE_CONNECTION: &str = "org.freedesktop.NetworkManager.Connection.Active";
 const DEVICE: &str = "org.freedesktop.NetworkManager.Device";
 const IP4_CONFIG: &str = "org.freedesktop.NetworkManager.IP4Config";
-/// NM_ACTIVE_CONNECTION_STATE_ACTIVATED.
+/// NM_ACTIVE_CONNECTION_STATE_ACTIVATING and _ACTIVATED.
+const ACTIVATING: u32 = 1;
 const ACTIVATED: u32 = 2;
 /// Interfaces whose property changes can change the uplink. Others (statistics, access point
 /// signal strength, scans) change often and never matter here.
 const RELEVANT: [&str; 5] =
     [NM, ACTIVE_CONNECTION, DEVICE, IP4_CONFIG, "org.freedesktop.NetworkManager.DHCP4Config"];
 /// Signals of one NM state change arrive within a few ms of each other: read after a pause.
-const QUIET: Duration = Duration::from_millis(3);
+const QUIET: Duration = Duration::from_millis(1);
 
 type Properties = HashMap<String, OwnedVariant>;
 
@@ -105,7 +107,9 @@ impl NmUplink {
         let connection = self.properties(path, ACTIVE_CONNECTION).await?;
         let kind: String = take(&connection, "Type").unwrap_or_default();
         let state: u32 = take(&connection, "State").unwrap_or_default();
-        if state != ACTIVATED || !self.connection_types.contains(&kind) {
+        // An activating connection counts once its device has the address: NM publishes the
+        // DHCP address ~5 ms before it marks the connection activated.
+        if !matches!(state, ACTIVATING | ACTIVATED) || !self.connection_types.contains(&kind) {
             return Ok(None);
         }
         let devices: Vec<OwnedObjectPath> = take(&connection, "Devices").unwrap_or_default();
