@@ -54,5 +54,9 @@ async fn resync() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     // The call itself starts vmnetd through D-Bus activation when it is not running.
-    manager.resync().await.map_err(|e| e.to_string())
+    manager.resync().await.map_err(|e| match e {
+        // Name the D-Bus error (e.g. ServiceUnknown when vmnetd cannot be activated).
+        vmnet_dbus::Error::ZBus(zbus::Error::FDO(fdo)) => fdo.to_string(),
+        other => other.to_string(),
+    })
 }
