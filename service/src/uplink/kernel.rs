@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use futures::StreamExt;
 use netlink_packet_core::NetlinkPayload;
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::MulticastGroup;
 use tokio::sync::mpsc;
@@ -65,12 +67,12 @@ impl KernelUplink {
         tokio::spawn(async move {
             let mut last = initial;
             while let Some((message, _)) = notifications.next().await {
-                let mut relevant = is_relevant(&message.payload);
+                let mut relevant = is_relevant(&message.payload, &self.interface);
                 // Drain what is already queued, so a burst costs one read.
                 while let Ok(Some((more, _))) =
                     tokio::time::timeout(std::time::Duration::from_millis(2), notifications.next()).await
                 {
-                    relevant |= is_relevant(&more.payload);
+                    relevant |= is_relevant(&more.payload, &self.interface);
                 }
                 if !relevant {
                     continue;
@@ -92,13 +94,22 @@ impl KernelUplink {
     }
 }
 
-/// Link and address changes, and default routes; not vmnetd's own host routes.
-fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>) -> bool {
-    match payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r)) => {
+/// Changes of the uplink's link and IPv4 addresses, and of default routes. Not vmnetd's own
+/// taps and host routes, which change by the thousand during a re-home.
+fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>, interface: &str) -> bool {
+    let NetlinkPayload::InnerMessage(message) = payload else { return false };
+    match message {
+        RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
             r.header.destination_prefix_length == 0
         }
-        NetlinkPayload::InnerMessage(_) => true,
+        RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l) => {
+            l.attributes.iter().any(|a| matches!(a, LinkAttribute::IfName(name) if name == interface))
+        }
+        // IPv4 addresses carry their interface's name (or "name:alias") as label.
+        RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => m.attributes.iter().any(|a| {
+            matches!(a, AddressAttribute::Label(label)
+                if label == interface || label.strip_prefix(interface).is_some_and(|rest| rest.starts_with(':')))
+        }),
         _ => false,
     }
 }
