@@ -55,4 +55,10 @@ pub trait Guest1 {
     fn address(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn state(&self) -> zbus::Result<String>;
+    /// Why the guest is not `active` ("" when it is).
+    #[zbus(property)]
+    fn state_reason(&self) -> zbus::Result<String>;
+    /// The QMP socket registered with `AddGuest` ("" when none).
+    #[zbus(property)]
+    fn qmp(&self) -> zbus::Result<String>;
 }

@@ -26,6 +26,9 @@ pub struct GuestView {
     pub owner: u32,
     pub address: String,
     pub state: &'static str,
+    /// Why the guest is not active ("" when it is).
+    pub reason: String,
+    pub qmp: String,
 }
 
 impl Default for ManagerView {
@@ -70,10 +73,12 @@ impl ManagerView {
 impl GuestView {
     fn new(uplink: Option<&Uplink>, guest: &Guest) -> Self {
         let address = uplink.and_then(|up| up.subnet().host(guest.host_number?));
-        let state = match (uplink, address) {
-            (None, _) => guest_state::OFFLINE,
-            (Some(_), Some(_)) => guest_state::ACTIVE,
-            (Some(_), None) => guest_state::CONFLICT,
+        let (state, reason) = match (uplink, address) {
+            (None, _) => (guest_state::OFFLINE, "the uplink has no IPv4 address".to_owned()),
+            (Some(_), Some(_)) => (guest_state::ACTIVE, String::new()),
+            (Some(up), None) => {
+                (guest_state::CONFLICT, format!("no free address in the pool of {}", up.subnet()))
+            }
         };
         Self {
             name: guest.name.clone(),
@@ -82,6 +87,8 @@ impl GuestView {
             owner: guest.owner,
             address: address.map(|a| a.to_string()).unwrap_or_default(),
             state,
+            reason,
+            qmp: guest.qmp.clone().unwrap_or_default(),
         }
     }
 }

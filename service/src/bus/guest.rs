@@ -51,4 +51,14 @@ impl GuestObject {
     fn state(&self) -> String {
         self.read(|g| g.state.to_owned())
     }
+
+    #[zbus(property)]
+    fn state_reason(&self) -> String {
+        self.read(|g| g.reason.clone())
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn qmp(&self) -> String {
+        self.read(|g| g.qmp.clone())
+    }
 }
