@@ -16,11 +16,15 @@
 //!    process) to the arrival of `Rehomed`, which vmnetd emits once the kernel has converged.
 //!    Next to it vmnetd's own `converged elapsed=` figure from its debug log.
 //! 3. vmnetd's memory (VmRSS, VmHWM from /proc/PID/status): idle, and with 1000 guests.
+//! 4. The DHCP server: DISCOVER → OFFER and REQUEST → ACK from a client in a guest netns.
+//! 5. AddGuest and the 1000-guest re-home again with ARP probing on (the default, 200 ms);
+//!    1 and 2 run with `probe_ms = 0` so that they show the API and kernel paths alone.
 //!
 //! Everything runs in Worlds (private netns, bus, polkitd) that are removed on Drop, also after a
 //! panic. Every wait is bounded; the whole run takes well under 3 minutes on 2 cores.
 
 mod common;
+mod dhcp_latency;
 
 use std::fs;
 use std::io;
@@ -56,6 +60,7 @@ fn main() {
     let binary = release_vmnetd();
     println!("vmnetd: {}", fs::canonicalize(&binary).unwrap_or(binary).display());
     add_guest_latency();
+    dhcp_answer_latency();
     rehome_times();
     println!("\nbench finished in {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -109,7 +114,8 @@ fn log_len(world: &World) -> u64 {
 fn add_guest_latency() {
     println!("\n== AddGuest / RemoveGuest over D-Bus ({ADD_GUESTS} guests, one connection) ==");
     let world = World::new("benchadd");
-    let vmnetd = world.start_vmnetd(&kernel_config(&world, "[pool]\nfirst = 2\nlast = 254\n"));
+    let config = "[pool]\nfirst = 2\nlast = 254\n[arp]\nprobe_ms = 0\n";
+    let vmnetd = world.start_vmnetd(&kernel_config(&world, config));
     let pid = vmnetd_pid(&vmnetd);
     print_memory("vmnetd idle, just started:", pid);
     sleep(Duration::from_secs(2));
@@ -143,6 +149,34 @@ fn add_guest_latency() {
         }
     }
     print_memory("vmnetd after 800 calls, 0 guests:", pid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. DHCP answers, and AddGuest with probing
+
+fn dhcp_answer_latency() {
+    println!("\n== DHCP server and ARP probing (defaults: probe_ms = 200) ==");
+    let world = World::new("benchdhcp");
+    let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    let client = Client::connect(world.bus_address()).expect("connect to the World's bus");
+    let mut add_ms = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        client.add_guest(&format!("p{i}"), &[]).unwrap_or_else(|e| panic!("AddGuest p{i}: {e}"));
+        add_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("  AddGuest as root, probing its address first (20)  {}", Samples::new(add_ms).summary());
+    let tap = client.guest_property("p0", "Tap").expect("Tap");
+    let mac = client.guest_property("p0", "Mac").expect("Mac");
+    let guest = world.add_guest(&tap, &mac);
+    guest.ip(&["link", "set", "eth0", "up"]).expect("eth0 up");
+    let mut octets = [0u8; 6];
+    for (octet, hex) in octets.iter_mut().zip(mac.split(':')) {
+        *octet = u8::from_str_radix(hex, 16).expect("MAC");
+    }
+    let (offers, acks) = dhcp_latency::measure(guest.ns(), octets, 200).expect("DHCP exchanges");
+    println!("  DISCOVER -> OFFER (200, client in the guest netns)  {}", Samples::new(offers).summary());
+    println!("  REQUEST -> ACK                                      {}", Samples::new(acks).summary());
 }
 
 /// Runs the helper as root or as `uid` (setpriv) and returns its AddGuest and RemoveGuest samples.
@@ -233,7 +267,8 @@ fn rehome_times() {
     world
         .ip(host, &["route", "replace", "default", "via", &first.gateway.to_string()])
         .expect("default route");
-    let vmnetd = world.start_vmnetd(&kernel_config(&world, "[pool]\nfirst = 256\nlast = 4000\n"));
+    let pool = "[pool]\nfirst = 256\nlast = 4000\n";
+    let mut vmnetd = world.start_vmnetd(&kernel_config(&world, &format!("{pool}[arp]\nprobe_ms = 0\n")));
     let pid = vmnetd_pid(&vmnetd);
     let client = Client::connect(world.bus_address()).expect("connect to the World's bus");
     assert!(world.wait_for_property(&client, "Subnet", first.subnet), "vmnetd follows {}", first.subnet);
@@ -279,6 +314,34 @@ fn rehome_times() {
             print_memory("vmnetd with 1000 guests, re-homed:", pid);
         }
     }
+
+    // 5. The same 1000 guests with probing on (the default): each re-home probes all 1000 new
+    // addresses at once before giving them.
+    drop(watch);
+    fs::write(vmnetd.config_path(), kernel_config(&world, pool)).expect("rewrite vmnetd.toml");
+    vmnetd.restart().expect("restart vmnetd with probing on");
+    assert!(world.wait_for_property(&client, "State", "online"), "vmnetd is back");
+    let mut watch = client.watch_rehomed().expect("subscribe to Rehomed");
+    let (mut signal_ms, mut converge_ms) = (Vec::new(), Vec::new());
+    for _ in 0..REHOMES {
+        let next = 1 - current;
+        let (total, converged) = rehome(&world, &mut netlink, ifindex, &mut watch, &client, current, next);
+        signal_ms.push(total);
+        converge_ms.extend(converged);
+        check_routes(&world, 1000, &SIDES[next]);
+        current = next;
+    }
+    println!("  1000 guests, ARP probing on (probe_ms = 200):");
+    println!(
+        "    uplink change -> Rehomed        {}  [{}]",
+        Samples::new(signal_ms.clone()).min_median_max(),
+        each(&signal_ms)
+    );
+    println!(
+        "    vmnetd converged elapsed= (log) {}  [{}]",
+        Samples::new(converge_ms.clone()).min_median_max(),
+        each(&converge_ms)
+    );
 }
 
 /// Moves the uplink from `SIDES[from]` to `SIDES[to]`; returns the time to `Rehomed` and
