@@ -22,6 +22,7 @@ pub mod lease;
 pub mod nm;
 pub mod polkit;
 pub mod qmp;
+pub mod standin;
 pub mod vmnetd;
 pub mod world;
 
@@ -34,6 +35,7 @@ pub use nix::sys::signal::Signal;
 pub use nm::{Lan, NmOptions, NmWorld};
 pub use polkit::{Polkit, MANAGE_GUESTS};
 pub use qmp::{Qmp, QmpError};
+pub use standin::{DhcpServer, Udhcpd};
 pub use users::{GROUP, NOBODY, TESTER};
 pub use vmnetd::VmnetdHandle;
 pub use world::{World, HOST_ADDR, LAN_CLIENT, LAN_DEV, LAN_ROUTER, UPLINK};
