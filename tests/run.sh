@@ -2,7 +2,8 @@
 # Runs vmnet's whole test suite: unit tests, and integration tests that build private network
 # namespaces, a private system bus and a real polkitd (all removed again afterwards). Needs
 # root; re-runs itself through sudo otherwise. Installs missing Debian packages first.
-# Extra arguments go to `cargo test` (e.g. a test name filter).
+# Extra arguments go to `cargo test` (e.g. a test name filter, or `--test guests`). Tests named
+# slow_* boot a QEMU guest under TCG (about 10 s each); they run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then

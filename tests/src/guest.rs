@@ -1,7 +1,10 @@
 //! Guests: a netns `<id>-g<n>` whose `eth0` is relayed to a tap in the host netns by the
-//! `tapguest` binary. The World's Drop stops the relay and its servers and deletes the netns.
+//! `tapguest` binary, configured by hand or by its own DHCP client. The World's Drop stops the
+//! relay and its servers and deletes the netns.
 
 use crate::cmd::{error, in_netns, ip, output, wait_until};
+use crate::lease::Lease;
+use crate::qmp::{Qmp, QmpError};
 use crate::world::World;
 use serde_json::Value;
 use std::fs;
@@ -17,7 +20,7 @@ pub struct GuestHandle<'w> {
     ns: String,
     tap: String,
     relay: u32,
-    qmp: PathBuf,
+    qmp: Option<PathBuf>,
     events: Mutex<Receiver<String>>,
 }
 
@@ -35,9 +38,17 @@ pub fn tapguest_binary() -> io::Result<PathBuf> {
         .ok_or_else(|| error("tapguest binary not found (set VMNET_TAPGUEST)"))
 }
 
+/// How a guest is started: QMP socket or not, DHCP client or not.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    qmp: bool,
+    dhcp: bool,
+}
+
 impl World {
-    /// A guest behind the existing tap `tap` (in the host netns), with MAC `mac` ("" = random).
-    /// Panics if it cannot be started.
+    /// A guest behind the existing tap `tap` (in the host netns), with MAC `mac` ("" = random)
+    /// and a QMP socket; configure it by hand ([`GuestHandle::configure`]). Panics if it cannot
+    /// be started.
     #[track_caller]
     pub fn add_guest(&self, tap: &str, mac: &str) -> GuestHandle<'_> {
         match self.try_add_guest(tap, mac) {
@@ -47,21 +58,45 @@ impl World {
     }
 
     /// A guest behind the existing tap `tap`: creates its netns, starts the relay (with a QMP
-    /// socket, netdev id `n0`) and waits for "relay ready".
+    /// socket: NIC `virtio-net-pci.0`, netdev id `n0`) and waits for "relay ready".
     pub fn try_add_guest(&self, tap: &str, mac: &str) -> io::Result<GuestHandle<'_>> {
+        self.start_guest(tap, mac, Kind { qmp: true, dhcp: false })
+    }
+
+    /// A guest that configures eth0 by DHCP, as a VM would (`busybox udhcpc`, restarted when
+    /// QMP set_link brings its link back up), with a QMP socket if `qmp`. Wait for its lease
+    /// with [`GuestHandle::wait_for_lease`]. Panics if it cannot be started.
+    #[track_caller]
+    pub fn dhcp_guest(&self, tap: &str, mac: &str, qmp: bool) -> GuestHandle<'_> {
+        match self.start_guest(tap, mac, Kind { qmp, dhcp: true }) {
+            Ok(guest) => guest,
+            Err(e) => panic!("cannot start a DHCP guest on {tap}: {e}"),
+        }
+    }
+
+    /// [`World::dhcp_guest`], with errors.
+    pub fn try_dhcp_guest(&self, tap: &str, mac: &str, qmp: bool) -> io::Result<GuestHandle<'_>> {
+        self.start_guest(tap, mac, Kind { qmp, dhcp: true })
+    }
+
+    fn start_guest(&self, tap: &str, mac: &str, kind: Kind) -> io::Result<GuestHandle<'_>> {
         let n = self.guests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ns = format!("{}-g{n}", self.id());
         self.add_netns(&ns)?;
-        let qmp = self.dir().join(format!("g{n}.qmp"));
-        let bin = tapguest_binary()?;
-        let bin = bin.to_string_lossy();
-        let mut argv = vec![&*bin, tap, &ns, "--qmp"];
-        let qmp_str = qmp.to_string_lossy();
-        argv.push(&qmp_str);
+        let qmp = kind.qmp.then(|| self.dir().join(format!("g{n}.qmp")));
+        let bin = tapguest_binary()?.to_string_lossy().into_owned();
+        let mut argv: Vec<String> = vec![bin, tap.into(), ns.clone()];
+        if let Some(path) = &qmp {
+            argv.extend(["--qmp".into(), path.to_string_lossy().into_owned()]);
+        }
         if !mac.is_empty() {
-            argv.extend(["--mac", mac]);
+            argv.extend(["--mac".into(), mac.into()]);
+        }
+        if kind.dhcp {
+            argv.extend(["--dhcp".into(), "--hostname".into(), format!("g{n}")]);
         }
         let log_path = self.dir().join(format!("g{n}.log"));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut cmd = in_netns(self.host_ns(), &argv);
         let mut log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log.try_clone()?);
@@ -99,9 +134,11 @@ impl GuestHandle<'_> {
         self.relay
     }
 
-    /// The relay's QMP socket (netdev id `n0`).
+    /// The relay's QMP socket (NIC `virtio-net-pci.0`, netdev id `n0`). Panics for a guest
+    /// started without QMP.
+    #[track_caller]
     pub fn qmp_socket(&self) -> &Path {
-        &self.qmp
+        self.qmp.as_deref().expect("this guest was started without a QMP socket")
     }
 
     /// `ip -n <guest ns> ARGS...`.
@@ -148,52 +185,66 @@ impl GuestHandle<'_> {
     }
 
     /// Waits for a line of the relay's stdout that contains `text` ("relay ready", "link up",
-    /// "link down"); earlier lines are consumed.
+    /// "link down", "dhcp deconfig"); earlier lines are consumed.
     pub fn wait_for_event(&self, text: &str, timeout: Duration) -> io::Result<String> {
+        self.wait_for_event_where(timeout, text, |line| line.contains(text))
+    }
+
+    fn wait_for_event_where(
+        &self,
+        timeout: Duration,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> io::Result<String> {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match events.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return Ok(line),
+                Ok(line) if wanted(&line) => return Ok(line),
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(error(format!("no `{text}` from the relay within {timeout:?}")))
+                    return Err(error(format!("no `{what}` from the relay within {timeout:?}")))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(error(format!("the relay exited before `{text}`")))
+                    return Err(error(format!("the relay exited before `{what}`")))
                 }
             }
         }
     }
 
+    /// Waits for the next `dhcp bound` event (a new lease, not a renewal) and returns the lease;
+    /// earlier events are consumed. Fails at once on `dhcp error`.
+    pub fn wait_for_lease(&self, timeout: Duration) -> io::Result<Lease> {
+        let line = self.wait_for_event_where(timeout, "dhcp bound", |l| {
+            l.starts_with("dhcp bound ") || l.starts_with("dhcp error ")
+        })?;
+        match line.strip_prefix("dhcp ") {
+            Some(lease) if !lease.starts_with("error ") => Lease::parse(lease),
+            _ => Err(error(format!("{}: {line}", self.ns))),
+        }
+    }
+
+    /// Connects to the relay's QMP socket (capabilities negotiated).
+    pub fn qmp_connect(&self) -> Result<Qmp, QmpError> {
+        Qmp::connect(self.qmp_socket())
+    }
+
     /// Sends QMP commands (JSON objects) after `qmp_capabilities` and returns their replies.
     pub fn qmp(&self, commands: &[Value]) -> io::Result<Vec<Value>> {
-        let stream = std::os::unix::net::UnixStream::connect(&self.qmp)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut line = String::new();
-        reader.read_line(&mut line)?; // greeting
-        let mut replies = Vec::new();
-        let negotiate = serde_json::json!({"execute": "qmp_capabilities"});
-        for cmd in std::iter::once(&negotiate).chain(commands) {
-            (&stream).write_all(format!("{cmd}\n").as_bytes())?;
-            line.clear();
-            reader.read_line(&mut line)?;
-            replies.push(serde_json::from_str(&line).map_err(io::Error::other)?);
-        }
-        replies.remove(0);
-        Ok(replies)
+        let mut qmp = self.qmp_connect().map_err(io::Error::other)?;
+        commands.iter().map(|cmd| qmp.send_raw(&format!("{cmd}\n"))).collect()
     }
 
     /// QMP `set_link n0 up|down`: the guest's eth0 carrier goes on or off, as with QEMU.
     pub fn set_link(&self, up: bool) -> io::Result<()> {
-        let cmd = serde_json::json!({"execute": "set_link", "arguments": {"name": "n0", "up": up}});
-        let reply = self.qmp(&[cmd])?.remove(0);
-        match reply.get("return") {
-            Some(_) => Ok(()),
-            None => Err(error(format!("set_link: {reply}"))),
-        }
+        self.qmp_connect().and_then(|mut q| q.set_link("n0", up)).map_err(io::Error::other)
+    }
+
+    /// Waits up to `timeout` for the relay to exit (after QMP `quit`).
+    pub fn wait_for_exit(&self, timeout: Duration) -> io::Result<std::process::ExitStatus> {
+        let status = self.world.procs.wait_exit(self.relay, timeout)?;
+        status.ok_or_else(|| error(format!("the relay of {} still runs after {timeout:?}", self.ns)))
     }
 
     /// Stops the relay (eth0 vanishes; the netns and its servers stay until the World's Drop).

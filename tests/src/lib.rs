@@ -2,13 +2,14 @@
 //!
 //! A [`World`] is a VM host netns with a Wi-Fi-like uplink to a LAN netns, a private
 //! dbus-daemon as the system bus, and a real polkitd on it (see `world.rs`). Guests sit behind
-//! taps ([`GuestHandle`]), vmnetd runs in the host netns ([`VmnetdHandle`]). Everything a World
+//! taps ([`GuestHandle`] for a netns guest, [`QemuGuest`] for a VM), vmnetd runs in the host netns ([`VmnetdHandle`]). Everything a World
 //! creates is removed on Drop, also after a panic; Worlds of test processes that were killed are
 //! removed by the next World. The machine's root netns and /etc are never changed.
 //!
 //! Everything here needs root: start each test with [`require_root!`].
 
 mod cmd;
+mod guest_image;
 mod lan;
 mod procs;
 mod stale;
@@ -18,8 +19,12 @@ pub mod bus;
 pub mod checks;
 pub mod client;
 pub mod guest;
+pub mod lease;
 pub mod nm;
 pub mod polkit;
+pub mod qemu;
+pub mod qmp;
+pub mod standin;
 pub mod vmnetd;
 pub mod world;
 
@@ -27,9 +32,13 @@ pub use bus::{dbus_error_name, Bus};
 pub use checks::{kernel_config, KernelState};
 pub use client::{Client, Opt};
 pub use guest::GuestHandle;
+pub use lease::Lease;
 pub use nix::sys::signal::Signal;
 pub use nm::{Lan, NmOptions, NmWorld};
 pub use polkit::{Polkit, MANAGE_GUESTS};
+pub use qemu::QemuGuest;
+pub use qmp::{Qmp, QmpError};
+pub use standin::{DhcpServer, Udhcpd};
 pub use users::{GROUP, NOBODY, TESTER};
 pub use vmnetd::VmnetdHandle;
 pub use world::{World, HOST_ADDR, LAN_CLIENT, LAN_DEV, LAN_ROUTER, UPLINK};
