@@ -16,7 +16,8 @@ pub fn measure(ns: &str, mac: [u8; 6], rounds: usize) -> std::io::Result<(Vec<f6
     // setns affects only the calling thread: do it in one of our own.
     std::thread::spawn(move || {
         let netns = File::open(format!("/run/netns/{ns}"))?;
-        nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::other)?;
+        nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::other)?;
         let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68))?;
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::BindToDevice, &"eth0".into())
             .map_err(std::io::Error::other)?;
@@ -28,8 +29,10 @@ pub fn measure(ns: &str, mac: [u8; 6], rounds: usize) -> std::io::Result<(Vec<f6
             let (offer, took) = exchange(&socket, &request(xid, mac, MessageType::Discover, &[]))?;
             offers.push(took);
             let server = offer.opts().get(dhcproto::v4::OptionCode::ServerIdentifier).cloned();
-            let options: Vec<DhcpOption> =
-                [Some(DhcpOption::RequestedIpAddress(offer.yiaddr())), server].into_iter().flatten().collect();
+            let options: Vec<DhcpOption> = [Some(DhcpOption::RequestedIpAddress(offer.yiaddr())), server]
+                .into_iter()
+                .flatten()
+                .collect();
             let (_, took) = exchange(&socket, &request(xid + 1, mac, MessageType::Request, &options))?;
             acks.push(took);
         }

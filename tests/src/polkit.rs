@@ -45,12 +45,23 @@ impl Polkit {
             .map_err(|e| error(format!("cannot copy {}: {e}", policy.display())))?;
         let rules_dir = base.join("rules.d");
         polkitd_dir(&rules_dir)?;
+        // The distribution's rules, without an installed vmnet package's own: the tests decide
+        // which vmnet rules apply.
+        let shared_rules = base.join("share-rules.d");
+        polkitd_dir(&shared_rules)?;
+        if let Ok(entries) = fs::read_dir("/usr/share/polkit-1/rules.d") {
+            for entry in entries.flatten().filter(|e| e.file_name() != "50-vmnet.rules") {
+                fs::copy(entry.path(), shared_rules.join(entry.file_name()))?;
+            }
+        }
 
         let script = "mount --bind \"$3\" /usr/share/polkit-1/actions && \
-                      mount --bind \"$4\" /etc/polkit-1/rules.d && exec \"$5\" --no-debug";
+                      mount --bind \"$4\" /etc/polkit-1/rules.d && \
+                      { [ ! -d /usr/share/polkit-1/rules.d ] || mount --bind \"$6\" /usr/share/polkit-1/rules.d; } && \
+                      exec \"$5\" --no-debug";
         let log_path = dir.join("polkitd.log");
         let log = fs::File::create(&log_path)?;
-        let mut cmd = users.unshare(script, &[&actions_dir, &rules_dir, Path::new(POLKITD)]);
+        let mut cmd = users.unshare(script, &[&actions_dir, &rules_dir, Path::new(POLKITD), &shared_rules]);
         cmd.env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

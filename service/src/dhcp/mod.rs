@@ -10,8 +10,9 @@ mod stale;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
 
-use dhcproto::v4::{Message, MessageType, OptionCode};
+use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Encodable};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -61,12 +62,26 @@ impl Leases {
 
 struct TapServer {
     ifindex: u32,
+    socket: Arc<UdpSocket>,
     task: JoinHandle<()>,
+}
+
+/// What every tap's server reads and writes.
+struct Shared {
+    leases: watch::Receiver<Leases>,
+    events: mpsc::Sender<Event>,
+    /// Per tap: the last address ACKed and the server identifier of that lease.
+    acked: Mutex<BTreeMap<String, (Ipv4Addr, DhcpOption)>>,
 }
 
 /// Serves DHCP on every tap in `leases` until the sender is dropped. Declines are sent to the
 /// reconciler as [`Event::Declined`].
 pub async fn run(mut leases: watch::Receiver<Leases>, events: mpsc::Sender<Event>) {
+    let shared = Arc::new(Shared { leases: leases.clone(), events, acked: Mutex::new(BTreeMap::new()) });
+    let stale = stale::StaleListener::open()
+        .inspect_err(|e| tracing::warn!("cannot listen for DHCP requests from stale addresses: {e}"))
+        .ok();
+    let mut raw = vec![0u8; 1600];
     let mut servers: BTreeMap<String, TapServer> = BTreeMap::new();
     loop {
         let taps: Vec<String> = leases.borrow_and_update().taps.keys().cloned().collect();
@@ -85,24 +100,40 @@ pub async fn run(mut leases: watch::Receiver<Leases>, events: mpsc::Sender<Event
             let Some(index) = ifindex(&tap) else { continue };
             match socket::bind_to_tap(&tap) {
                 Ok(socket) => {
-                    let stale = stale::StaleListener::open(index)
-                        .inspect_err(|e| {
-                            tracing::warn!("cannot listen for stale DHCP requests on {tap}: {e}")
-                        })
-                        .ok();
-                    let task =
-                        tokio::spawn(serve(tap.clone(), socket, stale, leases.clone(), events.clone()));
-                    servers.insert(tap, TapServer { ifindex: index, task });
+                    let socket = Arc::new(socket);
+                    let task = tokio::spawn(serve(tap.clone(), socket.clone(), shared.clone()));
+                    servers.insert(tap, TapServer { ifindex: index, socket, task });
                 }
                 Err(e) => tracing::warn!("cannot serve DHCP on {tap}: {e}"),
             }
         }
-        if leases.changed().await.is_err() {
-            break;
+        loop {
+            tokio::select! {
+                changed = leases.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => {
+                        for server in servers.into_values() {
+                            server.task.abort();
+                        }
+                        return;
+                    }
+                },
+                received = receive_stale(stale.as_ref(), &mut raw) => match received {
+                    Ok((index, source, payload)) => {
+                        let Some((tap, server)) = servers.iter().find(|(_, s)| s.ifindex == index) else { continue };
+                        // Requests the kernel delivers reach the tap's UDP socket; only the
+                        // others are taken here.
+                        if is_stale(&shared.leases, tap, source) {
+                            answer(&shared, tap, &server.socket, &raw[payload]).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("DHCP: {e}");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                },
+            }
         }
-    }
-    for server in servers.into_values() {
-        server.task.abort();
     }
 }
 
@@ -110,84 +141,71 @@ fn ifindex(tap: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(tap).ok()
 }
 
-async fn serve(
-    tap: String,
-    socket: UdpSocket,
-    stale: Option<stale::StaleListener>,
-    leases: watch::Receiver<Leases>,
-    events: mpsc::Sender<Event>,
-) {
+async fn serve(tap: String, socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buffer = vec![0u8; 1500];
-    let mut raw = vec![0u8; 1600];
-    let mut last_acked = None;
-    let mut lease_server = None;
     loop {
-        let received = tokio::select! {
-            received = socket.recv(&mut buffer) => received.map(|len| &buffer[..len]),
-            received = receive_stale(stale.as_ref(), &mut raw) => match received {
-                // Requests the kernel delivers reach the UDP socket; only the others are taken.
-                Ok((source, payload)) if is_stale(&leases, &tap, source) => Ok(&raw[payload]),
-                Ok(_) => continue,
-                Err(e) => Err(e),
-            },
-        };
-        let bytes = match received {
-            Ok(bytes) => bytes,
+        match socket.recv(&mut buffer).await {
+            Ok(len) => answer(&shared, &tap, &socket, &buffer[..len]).await,
             Err(e) => {
                 tracing::warn!("DHCP on {tap}: {e}");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
             }
+        }
+    }
+}
+
+/// Answers one request that arrived on `tap`.
+async fn answer(shared: &Shared, tap: &str, socket: &UdpSocket, bytes: &[u8]) {
+    let Ok(request) = Message::from_bytes(bytes) else {
+        return tracing::debug!("DHCP on {tap}: {} bytes that are not a DHCP message", bytes.len());
+    };
+    let (guest, outcome) = {
+        let leases = shared.leases.borrow();
+        let (Some(params), Some(lease)) = (&leases.params, leases.taps.get(tap)) else {
+            return; // offline: serve nothing
         };
-        let len = bytes.len();
-        let Ok(request) = Message::from_bytes(bytes) else {
-            tracing::debug!("DHCP on {tap}: {len} bytes that are not a DHCP message");
-            continue;
-        };
-        let (guest, outcome) = {
-            let leases = leases.borrow();
-            let (Some(params), Some(lease)) = (&leases.params, leases.taps.get(&tap)) else {
-                continue; // offline: serve nothing
-            };
-            (lease.guest.clone(), respond(&request, lease, params))
-        };
-        match outcome {
-            Outcome::Reply(mut reply, to) => {
-                let kind = reply.opts().msg_type();
-                if kind == Some(MessageType::Ack) {
-                    if last_acked != Some(reply.yiaddr()) {
+        (lease.guest.clone(), respond(&request, lease, params))
+    };
+    match outcome {
+        Outcome::Reply(mut reply, to) => {
+            let kind = reply.opts().msg_type();
+            {
+                let mut acked = shared.acked.lock().unwrap_or_else(|p| p.into_inner());
+                if kind == Some(MessageType::Ack) && !reply.yiaddr().is_unspecified() {
+                    let server = reply.opts().get(OptionCode::ServerIdentifier).cloned();
+                    let previous = acked.get(tap).map(|(address, _)| *address);
+                    if previous != Some(reply.yiaddr()) {
                         tracing::info!("DHCP: {guest} on {tap} has {}", reply.yiaddr());
                     }
-                    last_acked = Some(reply.yiaddr());
-                    lease_server = reply.opts().get(OptionCode::ServerIdentifier).cloned();
+                    if let Some(server) = server {
+                        acked.insert(tap.to_owned(), (reply.yiaddr(), server));
+                    }
                 } else if kind == Some(MessageType::Nak) {
                     tracing::info!("DHCP: NAK to {guest} on {tap}, which asked for a stale address");
                     // Clients only heed a NAK from the server of their lease: the host's
                     // address in the subnet the guest was in.
-                    if let Some(server) = lease_server.clone() {
-                        reply.opts_mut().insert(server);
+                    if let Some((_, server)) = acked.get(tap) {
+                        reply.opts_mut().insert(server.clone());
                     }
-                    last_acked = None;
-                }
-                if let Err(e) = send(&socket, &reply, to).await {
-                    tracing::warn!("DHCP on {tap}: cannot send {kind:?}: {e}");
                 }
             }
-            Outcome::Declined(address) => {
-                tracing::warn!("DHCP: {guest} on {tap} declined {address}: it is in use on the LAN");
-                last_acked = None;
-                let _ = events.send(Event::Declined { guest, address }).await;
+            if let Err(e) = send(socket, &reply, to).await {
+                tracing::warn!("DHCP on {tap}: cannot send {kind:?}: {e}");
             }
-            Outcome::Released(address) => tracing::info!("DHCP: {guest} on {tap} released {address}"),
-            Outcome::Ignored(why) => tracing::debug!("DHCP on {tap}: ignored a request: {why}"),
         }
+        Outcome::Declined(address) => {
+            tracing::warn!("DHCP: {guest} on {tap} declined {address}: it is in use on the LAN");
+            let _ = shared.events.send(Event::Declined { guest, address }).await;
+        }
+        Outcome::Released(address) => tracing::info!("DHCP: {guest} on {tap} released {address}"),
+        Outcome::Ignored(why) => tracing::debug!("DHCP on {tap}: ignored a request: {why}"),
     }
 }
 
 async fn receive_stale(
     stale: Option<&stale::StaleListener>,
     buffer: &mut [u8],
-) -> std::io::Result<(Ipv4Addr, std::ops::Range<usize>)> {
+) -> std::io::Result<(u32, Ipv4Addr, std::ops::Range<usize>)> {
     match stale {
         Some(listener) => listener.receive(buffer).await,
         None => std::future::pending().await,

@@ -1,7 +1,8 @@
 //! Requests from a guest's stale address. The taps have strict reverse-path filtering, so
 //! after a re-home the kernel drops a renewal sent from the guest's old address before it
-//! reaches the UDP socket. An `AF_PACKET` socket, filtered to UDP port 67, sees those frames so
-//! the server can NAK them and the guest falls back to DISCOVER at once.
+//! reaches the UDP socket. One `AF_PACKET` socket for all taps (closing one costs an RCU grace
+//! period, so not one per tap), filtered to UDP port 67, sees those frames so the server can
+//! NAK them and the guest falls back to DISCOVER at once.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -34,7 +35,7 @@ fn filter() -> [libc::sock_filter; 9] {
 }
 
 impl StaleListener {
-    pub fn open(ifindex: u32) -> io::Result<Self> {
+    pub fn open() -> io::Result<Self> {
         let protocol = i32::from(ETH_P_IP.to_be());
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = unsafe {
@@ -68,7 +69,6 @@ impl StaleListener {
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as u16;
         address.sll_protocol = ETH_P_IP.to_be();
-        address.sll_ifindex = i32::try_from(ifindex).map_err(io::Error::other)?;
         // SAFETY: `address` is a valid sockaddr_ll of the size given.
         let bound = unsafe {
             libc::bind(
@@ -85,24 +85,39 @@ impl StaleListener {
         Ok(Self { fd })
     }
 
-    /// The next DHCP request from the guest: its IPv4 source address and the UDP payload.
-    pub async fn receive(&self, buffer: &mut [u8]) -> io::Result<(Ipv4Addr, std::ops::Range<usize>)> {
+    /// The next DHCP request: the interface it came in on, its IPv4 source address and the
+    /// UDP payload's place in `buffer`.
+    pub async fn receive(&self, buffer: &mut [u8]) -> io::Result<(u32, Ipv4Addr, std::ops::Range<usize>)> {
         loop {
             let mut ready = self.fd.readable().await?;
             let received = ready.try_io(|fd| {
-                // SAFETY: `buffer` is valid for writes of its length.
+                // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+                let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                // SAFETY: `buffer` and `from` are valid for writes of the lengths given.
                 let n = unsafe {
-                    libc::recv(fd.get_ref().as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0)
+                    libc::recvfrom(
+                        fd.get_ref().as_raw_fd(),
+                        buffer.as_mut_ptr().cast(),
+                        buffer.len(),
+                        0,
+                        std::ptr::from_mut(&mut from).cast(),
+                        &mut from_len,
+                    )
                 };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
-                    Ok(n as usize)
+                    Ok((n as usize, from))
                 }
             });
-            let Ok(len) = received else { continue };
-            if let Some(parsed) = udp_payload(&buffer[..len?]) {
-                return Ok(parsed);
+            let Ok(result) = received else { continue };
+            let (len, from) = result?;
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            if let Some((source, payload)) = udp_payload(&buffer[..len]) {
+                return Ok((from.sll_ifindex as u32, source, payload));
             }
         }
     }
