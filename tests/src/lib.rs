@@ -20,6 +20,7 @@ pub mod client;
 pub mod guest;
 pub mod nm;
 pub mod polkit;
+pub mod vmnetctl;
 pub mod vmnetd;
 pub mod world;
 
@@ -31,6 +32,7 @@ pub use nix::sys::signal::Signal;
 pub use nm::{Lan, NmOptions, NmWorld};
 pub use polkit::{Polkit, MANAGE_GUESTS};
 pub use users::{GROUP, NOBODY, TESTER};
+pub use vmnetctl::VmnetctlProcess;
 pub use vmnetd::VmnetdHandle;
 pub use world::{World, HOST_ADDR, LAN_CLIENT, LAN_DEV, LAN_ROUTER, UPLINK};
 
