@@ -1,6 +1,10 @@
 //! A text polkit agent on the terminal while a call that polkit authorizes runs, as systemctl
-//! does: when vmnetd asks polkit about us and an admin password is needed, `pkttyagent` asks
-//! for it here instead of polkit refusing for want of an agent.
+//! does: when vmnetd asks polkit about us and a password is needed, `pkttyagent` asks for it
+//! here instead of polkit refusing for want of an agent.
+//!
+//! The agent is registered for this process only (not for the login session), and not as a
+//! fallback: polkit uses a fallback agent only for processes in a logind session, and a
+//! terminal without one (a container, some ssh setups) would then never be asked.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read};
@@ -37,7 +41,6 @@ impl TtyAgent {
             .arg(std::process::id().to_string())
             .arg("--notify-fd")
             .arg(notify.as_raw_fd().to_string())
-            .arg("--fallback")
             .stdout(Stdio::null())
             .spawn()?;
         drop(notify);

@@ -38,6 +38,21 @@ impl World {
         output(&mut self.vmnetctl_command(uid, args)?)
     }
 
+    /// `vmnetctl ARGS...` as `uid` on a terminal (a pty of `script`, whose stdin is empty): what
+    /// vmnetctl and its children printed on the terminal is stdout; the status is vmnetctl's.
+    pub fn vmnetctl_on_terminal_as(&self, uid: u32, args: &[&str]) -> io::Result<Output> {
+        let binary = self.vmnetctl_copy()?;
+        let quoted: Vec<String> = std::iter::once(binary.to_string_lossy().as_ref())
+            .chain(args.iter().copied())
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let mut cmd = command_as(Some(uid), "script");
+        cmd.args(["--quiet", "--return", "--command", &quoted.join(" "), "/dev/null"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus_address())
+            .stdin(Stdio::null());
+        output(&mut cmd)
+    }
+
     /// Starts `vmnetctl ARGS...` as root, as a process of this World (stopped on Drop), with
     /// its stdout read line by line; stderr goes to `<dir>/vmnetctl-<tag>.log`.
     pub fn spawn_vmnetctl(&self, tag: &str, args: &[&str]) -> io::Result<VmnetctlProcess<'_>> {

@@ -299,3 +299,41 @@ fn vmnetctl_watch_reports_guests_rehomes_and_restarts() {
     assert!(json_watch.stop(Signal::SIGINT).expect("stop").success());
     assert!(text_watch.stop(Signal::SIGTERM).expect("stop").success());
 }
+
+/// polkit asks the caller for a password: on a terminal, vmnetctl runs pkttyagent, which shows
+/// the request (the test user has no password, so it fails); without a terminal, or with
+/// --no-ask-password, polkit refuses without asking.
+#[test]
+fn vmnetctl_asks_for_a_password_on_a_terminal() {
+    require_root!();
+    let world = World::new("ctlagent");
+    let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    let rule = "polkit.addRule(function(action, subject) {\n  if (action.id == \"org.vmnet.manage-guests\") \
+                { return polkit.Result.AUTH_SELF; }\n});\n";
+    world.polkit().install_rules("40-ask.rules", rule).expect("rules");
+    let tester = world.tester_uid();
+    let challenged = || {
+        world
+            .polkit()
+            .pkcheck(Some(tester), vmnet_tests::MANAGE_GUESTS)
+            .is_ok_and(|o| o.status.code() == Some(2))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !challenged() {
+        assert!(Instant::now() < deadline, "polkitd did not apply the rule");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let out = world.vmnetctl_on_terminal_as(tester, &["add", "web"]).expect("script");
+    let terminal = stdout(&out);
+    assert!(terminal.contains("AUTHENTICATING FOR org.vmnet.manage-guests"), "{terminal}");
+    assert!(terminal.contains("vmnetctl: not authorized: "), "{terminal}");
+    assert_eq!(out.status.code(), Some(3), "{terminal}");
+
+    let out = world.vmnetctl_on_terminal_as(tester, &["add", "web", "--no-ask-password"]).expect("script");
+    let terminal = stdout(&out);
+    assert!(!terminal.contains("AUTHENTICATING"), "{terminal}");
+    assert_eq!(out.status.code(), Some(3), "{terminal}");
+    assert!(fails(&world, Some(tester), &["add", "web"], 3).starts_with("vmnetctl: not authorized: "));
+    assert!(world.client().list_guests().unwrap().is_empty());
+}
