@@ -7,7 +7,7 @@ use crate::world::World;
 use nix::sys::signal::Signal;
 use std::fs;
 use std::io::{self, BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ impl World {
             let staging = self.dir().join("vmnetctl.part");
             fs::copy(vmnetctl_binary()?, &staging)?;
             fs::rename(&staging, &copy)?;
+            wait_until_executable(&copy)?;
         }
         Ok(copy)
     }
@@ -71,6 +72,22 @@ impl World {
             }
         });
         Ok(VmnetctlProcess { world: self, pid, lines, seen: Vec::new() })
+    }
+}
+
+/// Waits until `binary` can be executed. A process that another test thread forked while the
+/// copy was open for writing holds that descriptor until it execs, and executing the copy fails
+/// with ETXTBSY until then.
+fn wait_until_executable(binary: &Path) -> io::Result<()> {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Command::new(binary).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(error(format!("cannot run {}: {e}", binary.display()))),
+            Ok(_) => return Ok(()),
+        }
     }
 }
 
