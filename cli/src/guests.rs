@@ -113,7 +113,8 @@ pub fn added_text(guest: &GuestInfo, subnet: &str, gateway: &str, dns: &[String]
     let details: String = key_values(&pairs).lines().map(|l| format!("  {l}\n")).collect();
     format!(
         "Added guest {name}.\n{details}Start its QEMU as {owner}, without root:\n  \
-         qemu-system-x86_64 ... $(vmnetctl qemu-args {name})\n",
+         qemu-system-x86_64 ... $(vmnetctl qemu-args {name})\n\
+         Inside the guest, turn DHCP on: vmnetd answers it with this address.\n",
         name = guest.name
     )
 }
@@ -207,6 +208,7 @@ mod tests {
         assert!(text.contains("  Address: 198.51.100.200/24\n"), "{text}");
         assert!(text.contains("  Gateway: 198.51.100.10\n"), "{text}");
         assert!(text.contains("$(vmnetctl qemu-args web)"), "{text}");
+        assert!(text.ends_with("turn DHCP on: vmnetd answers it with this address.\n"), "{text}");
         let offline = guest("web", "", "offline", "the uplink is offline");
         let text = added_text(&offline, "", "", &[], "alice");
         assert!(text.contains("Address: none yet (the uplink is offline)"), "{text}");

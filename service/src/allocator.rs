@@ -44,19 +44,17 @@ pub struct Occupancy {
 }
 
 impl Occupancy {
-    /// Reserves the host's own address and the gateway in `uplink`'s subnet.
-    pub fn new(uplink: &Uplink) -> Self {
+    /// Reserves the host's own address, the gateway and the addresses found in use on the LAN
+    /// in `uplink`'s subnet.
+    pub fn new(uplink: &Uplink, in_use: &BTreeSet<Ipv4Addr>) -> Self {
         let subnet = uplink.subnet();
-        let taken = [Some(uplink.address), uplink.gateway]
+        let taken = [uplink.address]
             .into_iter()
-            .flatten()
+            .chain(uplink.gateway)
+            .chain(in_use.iter().copied())
             .filter_map(|addr| subnet.host_number(addr))
             .collect();
         Self { subnet, taken }
-    }
-
-    pub fn subnet(&self) -> Subnet {
-        self.subnet
     }
 
     /// Whether `number` can be given to a guest now.
@@ -94,14 +92,16 @@ impl Occupancy {
 }
 
 /// Gives every guest an address in `uplink`'s subnet: each keeps its host number when that is
-/// still free, the others get the first free numbers of `pool` (or `None`: no room). Guests are
-/// served in the order given. Returns whether any host number changed.
+/// still free (not in use on the LAN either), the others get the first free numbers of `pool`
+/// (or `None`: no room). Guests are served in the order given. Returns whether any host number
+/// changed.
 pub fn assign<'a>(
     uplink: &Uplink,
     pool: &Pool,
+    in_use: &BTreeSet<Ipv4Addr>,
     host_numbers: impl IntoIterator<Item = &'a mut Option<u32>>,
 ) -> bool {
-    let mut occupancy = Occupancy::new(uplink);
+    let mut occupancy = Occupancy::new(uplink, in_use);
     let mut homeless = Vec::new();
     for slot in host_numbers {
         match *slot {
@@ -130,6 +130,7 @@ mod tests {
             gateway: gateway.parse().ok(),
             mtu: 1500,
             nameservers: vec![],
+            domains: vec![],
         }
     }
 
@@ -148,10 +149,10 @@ mod tests {
     fn never_network_broadcast_host_gateway_or_taken() {
         let up = uplink("198.51.100.201", 24, "198.51.100.200");
         let mut slots = vec![None, None, Some(202)];
-        assert!(assign(&up, &Pool { first: 200, last: 204 }, slots.iter_mut()));
+        assert!(assign(&up, &Pool { first: 200, last: 204 }, &BTreeSet::new(), slots.iter_mut()));
         assert_eq!(slots, vec![Some(203), Some(204), Some(202)]);
         let mut more = [None];
-        assign(&up, &Pool { first: 254, last: 300 }, more.iter_mut());
+        assign(&up, &Pool { first: 254, last: 300 }, &BTreeSet::new(), more.iter_mut());
         assert_eq!(more, [Some(254)]);
     }
 
@@ -159,24 +160,24 @@ mod tests {
     fn rehome_keeps_host_numbers_that_fit() {
         let office = uplink("203.0.113.50", 24, "203.0.113.1");
         let mut slots = vec![Some(200), Some(50), Some(201)];
-        assert!(assign(&office, &Pool::default(), slots.iter_mut()));
+        assert!(assign(&office, &Pool::default(), &BTreeSet::new(), slots.iter_mut()));
         // 50 is the host's own address in the new subnet: that guest moves to the first free.
         assert_eq!(slots, vec![Some(200), Some(202), Some(201)]);
-        assert!(!assign(&office, &Pool::default(), slots.iter_mut()), "stable");
+        assert!(!assign(&office, &Pool::default(), &BTreeSet::new(), slots.iter_mut()), "stable");
     }
 
     #[test]
     fn smaller_subnet_and_exhaustion() {
         let small = uplink("192.0.2.1", 29, "192.0.2.6");
         let mut slots = vec![Some(200), None, None, None, None, None];
-        assign(&small, &Pool { first: 1, last: -2 }, slots.iter_mut());
+        assign(&small, &Pool { first: 1, last: -2 }, &BTreeSet::new(), slots.iter_mut());
         assert_eq!(slots, vec![Some(2), Some(3), Some(4), Some(5), None, None]);
     }
 
     #[test]
     fn requested_addresses() {
         let up = uplink("198.51.100.10", 24, "198.51.100.1");
-        let mut occ = Occupancy::new(&up);
+        let mut occ = Occupancy::new(&up, &BTreeSet::new());
         assert_eq!(occ.take_address("198.51.100.77".parse().unwrap()), Ok(77));
         for bad in [
             "198.51.100.77",
@@ -188,5 +189,14 @@ mod tests {
         ] {
             assert!(occ.take_address(bad.parse().unwrap()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn addresses_in_use_on_the_lan_are_skipped_and_their_guests_moved() {
+        let up = uplink("198.51.100.10", 24, "198.51.100.1");
+        let in_use: BTreeSet<Ipv4Addr> = ["198.51.100.200".parse().unwrap()].into();
+        let mut slots = vec![Some(200), None];
+        assert!(assign(&up, &Pool::default(), &in_use, slots.iter_mut()));
+        assert_eq!(slots, vec![Some(201), Some(202)]);
     }
 }

@@ -15,6 +15,41 @@ pub const DEFAULT_PATH: &str = "/etc/vmnet/vmnetd.toml";
 pub struct Config {
     pub uplink: UplinkConfig,
     pub pool: Pool,
+    pub dhcp: DhcpConfig,
+    pub arp: ArpConfig,
+}
+
+/// The DHCP server vmnetd runs on every tap.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhcpConfig {
+    pub enabled: bool,
+    /// Lease time handed to guests. Guests renew after half of it, and a guest without a QMP
+    /// socket learns about a roam at its next renewal.
+    pub lease_seconds: u32,
+}
+
+impl Default for DhcpConfig {
+    fn default() -> Self {
+        Self { enabled: true, lease_seconds: 90 }
+    }
+}
+
+/// Conflict detection on the uplink (RFC 5227, with shorter timings).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArpConfig {
+    /// How long to listen for an answer to the probes of an address before giving it to a
+    /// guest; 0 turns probing off.
+    pub probe_ms: u32,
+    /// Announce (gratuitous ARP) each address when it is given.
+    pub announce: bool,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        Self { probe_ms: 200, announce: true }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -37,7 +72,9 @@ pub struct UplinkConfig {
     pub connection_types: Vec<String>,
     /// DNS servers handed to guests; empty: from the source (NM) or `resolv_conf`.
     pub nameservers: Vec<Ipv4Addr>,
-    /// Where the "kernel" source reads nameservers from when `nameservers` is empty.
+    /// DNS search domains handed to guests; empty: from the source (NM) or `resolv_conf`.
+    pub domains: Vec<String>,
+    /// Where the "kernel" source reads nameservers and domains from when they are not set.
     pub resolv_conf: PathBuf,
 }
 
@@ -48,6 +85,7 @@ impl Default for UplinkConfig {
             interface: None,
             connection_types: vec!["802-11-wireless".into()],
             nameservers: Vec::new(),
+            domains: Vec::new(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
         }
     }
@@ -94,6 +132,18 @@ impl Config {
         if up.connection_types.is_empty() {
             return Err("uplink.connection_types must name at least one connection type".into());
         }
+        if let Some(bad) = up.domains.iter().find(|d| !is_domain_name(d)) {
+            return Err(format!("uplink.domains: {bad:?} is not a domain name"));
+        }
+        if !(10..=86_400).contains(&self.dhcp.lease_seconds) {
+            return Err(format!(
+                "dhcp.lease_seconds ({}) must be between 10 and 86400",
+                self.dhcp.lease_seconds
+            ));
+        }
+        if self.arp.probe_ms > 10_000 {
+            return Err(format!("arp.probe_ms ({}) must be at most 10000", self.arp.probe_ms));
+        }
         let pool = &self.pool;
         if pool.first == 0 || pool.last == 0 || pool.first == -1 || pool.last == -1 {
             return Err("pool.first and pool.last cannot be the network (0) or broadcast (-1) address".into());
@@ -103,6 +153,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn is_domain_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 #[cfg(test)]
@@ -124,6 +185,8 @@ mod tests {
         assert_eq!(example.uplink.source, defaults.uplink.source);
         assert_eq!(example.uplink.connection_types, defaults.uplink.connection_types);
         assert_eq!(example.pool, defaults.pool);
+        assert_eq!(example.dhcp, defaults.dhcp);
+        assert_eq!(example.arp, defaults.arp);
     }
 
     #[test]
@@ -157,6 +220,10 @@ mod tests {
             ("[uplink]\nnameservers = [\"dns.example\"]", "nameservers"),
             ("[uplink]\ninterface = \"a/b\"", "uplink.interface"),
             ("[uplink]\nconnection_types = []", "uplink.connection_types"),
+            ("[uplink]\ndomains = [\"bad domain\"]", "uplink.domains"),
+            ("[dhcp]\nlease_seconds = 5", "dhcp.lease_seconds"),
+            ("[dhcp]\nleases = 5", "leases"),
+            ("[arp]\nprobe_ms = 100000", "arp.probe_ms"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text).unwrap_err();

@@ -2,12 +2,15 @@
 //! re-homes them when the uplink moves to another subnet.
 
 mod allocator;
+mod arp;
 mod bus;
 mod config;
+mod dhcp;
 mod executor;
 mod model;
 mod names;
 mod planner;
+mod qmp;
 mod reconciler;
 mod state;
 mod uplink;
@@ -109,8 +112,21 @@ async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
 
     let executor = Executor::new(netlink, Sysctls::default());
     let publisher = Publisher::new(connection.clone(), view_reader);
-    let mut reconciler =
-        Reconciler::new(config, source.clone(), executor, state_file, state, uplink.clone(), view, publisher);
+    let (leases, leases_reader) = watch::channel(dhcp::Leases::default());
+    if config.dhcp.enabled {
+        tokio::spawn(dhcp::run(leases_reader, events.clone()));
+    }
+    let mut reconciler = Reconciler::new(
+        config,
+        source.clone(),
+        executor,
+        state_file,
+        state,
+        uplink.clone(),
+        view,
+        publisher,
+        leases,
+    );
     reconciler.start().await;
     source.clone().watch(uplink.clone(), events.clone()).await?;
     // A change between the first read and the subscription would otherwise go unnoticed.

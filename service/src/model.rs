@@ -32,6 +32,14 @@ impl Subnet {
         self.prefix_len
     }
 
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(Self::mask_bits(self.prefix_len).unwrap_or(u32::MAX))
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) | !u32::from(self.netmask()))
+    }
+
     /// Number of addresses in the subnet, network and broadcast included.
     pub fn size(&self) -> u64 {
         1u64 << (32 - self.prefix_len)
@@ -93,6 +101,8 @@ pub struct Uplink {
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
     pub nameservers: Vec<Ipv4Addr>,
+    /// DNS search domains, most specific first.
+    pub domains: Vec<String>,
 }
 
 impl Uplink {

@@ -92,6 +92,7 @@ mod tests {
             gateway: None,
             mtu: 1400,
             nameservers: vec![],
+            domains: vec![],
         }
     }
 

@@ -2,8 +2,9 @@
 //! [`Event`]; after each one the reconciler converges the kernel to the plan and publishes the
 //! new view.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -12,12 +13,15 @@ use vmnet_dbus::Error;
 use zbus::OwnedObjectPath;
 
 use crate::allocator::{self, Occupancy};
+use crate::arp;
 use crate::bus::publish::Publisher;
 use crate::config::Config;
+use crate::dhcp::Leases;
 use crate::executor::{Executor, Outcome, SavedSysctls};
 use crate::model::{Guest, Mac, Subnet, Uplink};
 use crate::names::{default_mac, tap_name};
 use crate::planner;
+use crate::qmp;
 use crate::state::{State, StateFile, FORMAT_VERSION};
 use crate::uplink::UplinkSource;
 use crate::view::ManagerView;
@@ -42,10 +46,19 @@ pub enum Event {
     RemoveGuest(String, Reply<()>),
     /// Re-read the uplink and converge.
     Resync(Reply<()>),
+    /// A guest's DHCP client found its address in use on the LAN.
+    Declined {
+        guest: String,
+        address: Ipv4Addr,
+    },
 }
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Rounds of probing in one converge: each round moves the guests whose address answered.
+const PROBE_ROUNDS: usize = 4;
+/// Pool addresses probed at once for a new guest.
+const PROBE_BATCH: usize = 4;
 
 pub struct Reconciler<S> {
     config: Config,
@@ -60,7 +73,15 @@ pub struct Reconciler<S> {
     unsaved: bool,
     view: watch::Sender<ManagerView>,
     publisher: Publisher,
+    leases: watch::Sender<Leases>,
     retry: Option<(Instant, Duration)>,
+    /// Addresses of the current subnet found in use on the LAN (ARP answer or DHCP decline),
+    /// with who holds them; forgotten at the next uplink change or Resync.
+    in_use: BTreeMap<Ipv4Addr, String>,
+    /// Addresses of the current subnet that passed a probe (or were ours before a restart).
+    probed: BTreeSet<Ipv4Addr>,
+    /// The address each guest was last given: a different one means re-home (QMP flap).
+    given: BTreeMap<String, Ipv4Addr>,
 }
 
 /// Why a converge could not keep a change.
@@ -77,7 +98,18 @@ impl<S: UplinkSource> Reconciler<S> {
         uplink: Option<Uplink>,
         view: watch::Sender<ManagerView>,
         publisher: Publisher,
+        leases: watch::Sender<Leases>,
     ) -> Self {
+        let given: BTreeMap<String, Ipv4Addr> = state
+            .guests
+            .iter()
+            .filter_map(|g| Some((g.name.clone(), state.last_subnet?.host(g.host_number?)?)))
+            .collect();
+        // After a restart in the same subnet the guests keep addresses that were probed then.
+        let probed = match &uplink {
+            Some(up) if state.last_subnet == Some(up.subnet()) => given.values().copied().collect(),
+            _ => BTreeSet::new(),
+        };
         Self {
             config,
             source,
@@ -90,7 +122,11 @@ impl<S: UplinkSource> Reconciler<S> {
             unsaved: false,
             view,
             publisher,
+            leases,
             retry: None,
+            in_use: BTreeMap::new(),
+            probed,
+            given,
         }
     }
 
@@ -147,8 +183,17 @@ impl<S: UplinkSource> Reconciler<S> {
             Event::RemoveGuest(name, reply) => {
                 let _ = reply.send(self.remove_guest(&name).await);
             }
+            Event::Declined { guest, address } => {
+                let holds = self.guests.get(&guest).and_then(|g| self.address_of(g)) == Some(address);
+                if holds {
+                    self.in_use.insert(address, format!("declined by guest {guest}'s DHCP client"));
+                    self.probed.remove(&address);
+                    let _ = self.converge().await;
+                }
+            }
             Event::Resync(reply) => {
                 self.executor.forget();
+                self.in_use.clear();
                 let result = match self.source.read().await {
                     Ok(uplink) => {
                         self.set_uplink(uplink);
@@ -163,6 +208,11 @@ impl<S: UplinkSource> Reconciler<S> {
 
     fn set_uplink(&mut self, uplink: Option<Uplink>) {
         if uplink != self.uplink {
+            // A conflict is retried at the next change; probes only hold within one subnet.
+            self.in_use.clear();
+            if uplink.as_ref().map(Uplink::subnet) != self.uplink.as_ref().map(Uplink::subnet) {
+                self.probed.clear();
+            }
             match &uplink {
                 Some(up) => tracing::info!(
                     "uplink {} is {}/{} (gateway {:?}, mtu {})",
@@ -179,7 +229,9 @@ impl<S: UplinkSource> Reconciler<S> {
     }
 
     async fn add_guest(&mut self, request: NewGuest) -> Result<OwnedObjectPath, Error> {
-        let guest = self.admit(request)?;
+        let requested = request.address;
+        let mut guest = self.admit(request)?;
+        guest.host_number = self.choose_address(requested).await?;
         let name = guest.name.clone();
         let tap = guest.tap.clone();
         self.guests.insert(name.clone(), guest);
@@ -223,37 +275,156 @@ impl<S: UplinkSource> Reconciler<S> {
             .map(|attempt| tap_name(&request.name, attempt))
             .find(|tap| self.guests.values().all(|g| g.tap != *tap))
             .unwrap_or_else(|| tap_name(&request.name, 0));
-        let host_number = match (&self.uplink, request.address) {
-            (None, Some(address)) => {
-                return Err(Error::AddressUnavailable(format!(
-                    "cannot give {address}: the uplink is offline, so there is no subnet to check it against"
-                )))
-            }
-            (None, None) => None,
-            (Some(uplink), requested) => {
-                let mut occupancy = Occupancy::new(uplink);
-                for number in self.guests.values().filter_map(|g| g.host_number) {
-                    occupancy.take(number);
-                }
-                Some(match requested {
-                    Some(address) => occupancy.take_address(address).map_err(Error::AddressUnavailable)?,
-                    None => occupancy.take_from(&self.config.pool).ok_or_else(|| {
-                        Error::AddressUnavailable(format!(
-                            "no free address left in the pool ({} to {}) of {}; remove a guest or widen [pool] in vmnetd.toml",
-                            self.config.pool.first,
-                            self.config.pool.last,
-                            occupancy.subnet()
-                        ))
-                    })?,
-                })
-            }
-        };
+        if let (None, Some(address)) = (&self.uplink, request.address) {
+            return Err(Error::AddressUnavailable(format!(
+                "cannot give {address}: the uplink is offline, so there is no subnet to check it against"
+            )));
+        }
+        let host_number = None; // chosen and probed by choose_address
         Ok(Guest { name: request.name, tap, mac, owner: request.owner, host_number, qmp: request.qmp })
     }
 
+    /// An address for a new guest: the requested one, or the first free one of the pool that
+    /// nobody on the LAN answers for (probed in batches).
+    async fn choose_address(&mut self, requested: Option<Ipv4Addr>) -> Result<Option<u32>, Error> {
+        let Some(uplink) = self.uplink.clone() else { return Ok(None) };
+        let subnet = uplink.subnet();
+        if let Some(address) = requested {
+            // Asked for by name: look again rather than trust an earlier answer.
+            self.in_use.remove(&address);
+        }
+        loop {
+            let in_use: BTreeSet<Ipv4Addr> = self.in_use.keys().copied().collect();
+            let mut occupancy = Occupancy::new(&uplink, &in_use);
+            for number in self.guests.values().filter_map(|g| g.host_number) {
+                occupancy.take(number);
+            }
+            let candidates: Vec<u32> = match requested {
+                Some(address) => vec![occupancy.take_address(address).map_err(Error::AddressUnavailable)?],
+                None => (0..PROBE_BATCH).map_while(|_| occupancy.take_from(&self.config.pool)).collect(),
+            };
+            if candidates.is_empty() {
+                return Err(Error::AddressUnavailable(format!(
+                    "no free address left in the pool ({} to {}) of {subnet}{}; remove a guest or widen [pool] in vmnetd.toml",
+                    self.config.pool.first,
+                    self.config.pool.last,
+                    self.in_use_note(),
+                )));
+            }
+            let addresses: Vec<Ipv4Addr> = candidates.iter().filter_map(|&n| subnet.host(n)).collect();
+            self.probe(&uplink, &addresses).await;
+            if let Some(&number) =
+                candidates.iter().find(|&&n| subnet.host(n).is_some_and(|a| !self.in_use.contains_key(&a)))
+            {
+                return Ok(Some(number));
+            }
+            if let Some(address) = requested {
+                let why = self.in_use.get(&address).cloned().unwrap_or_default();
+                return Err(Error::AddressUnavailable(format!("{address} is in use on the LAN: {why}")));
+            }
+        }
+    }
+
+    fn in_use_note(&self) -> String {
+        match self.in_use.len() {
+            0 => String::new(),
+            n => format!(" ({n} of its addresses are in use on the LAN)"),
+        }
+    }
+
+    /// Probes the addresses not probed yet in this subnet and records those in use.
+    async fn probe(&mut self, uplink: &Uplink, addresses: &[Ipv4Addr]) {
+        let fresh: Vec<Ipv4Addr> = addresses.iter().copied().filter(|a| !self.probed.contains(a)).collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let window = Duration::from_millis(self.config.arp.probe_ms.into());
+        match arp::probe(&uplink.interface, &fresh, window).await {
+            Ok(found) => {
+                for address in fresh {
+                    match found.get(&address) {
+                        Some(mac) => {
+                            tracing::warn!("{address} is in use on the LAN ({mac} answered): not giving it");
+                            self.in_use.insert(address, format!("{mac} answered an ARP probe for it"));
+                        }
+                        None => {
+                            self.probed.insert(address);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot probe addresses on {}: {e}; giving them unprobed", uplink.interface);
+                self.probed.extend(fresh);
+            }
+        }
+    }
+
+    /// Gives every guest an address in `uplink`'s subnet, probing the new ones; guests whose
+    /// address answered move on to the next free one.
+    async fn assign_addresses(&mut self, uplink: &Uplink) {
+        let subnet = uplink.subnet();
+        for round in 0..=PROBE_ROUNDS {
+            let in_use: BTreeSet<Ipv4Addr> = self.in_use.keys().copied().collect();
+            let host_numbers = self.guests.values_mut().map(|g| &mut g.host_number);
+            self.unsaved |= allocator::assign(uplink, &self.config.pool, &in_use, host_numbers);
+            let unprobed: Vec<Ipv4Addr> = self
+                .guests
+                .values()
+                .filter_map(|g| subnet.host(g.host_number?))
+                .filter(|a| !self.probed.contains(a))
+                .collect();
+            if unprobed.is_empty() {
+                return;
+            }
+            if round == PROBE_ROUNDS {
+                // Still moving after several rounds: these wait for the next change.
+                for guest in self.guests.values_mut() {
+                    if guest.host_number.and_then(|n| subnet.host(n)).is_some_and(|a| unprobed.contains(&a)) {
+                        guest.host_number = None;
+                        self.unsaved = true;
+                    }
+                }
+                return;
+            }
+            self.probe(uplink, &unprobed).await;
+        }
+    }
+
+    fn address_of(&self, guest: &Guest) -> Option<Ipv4Addr> {
+        self.uplink.as_ref()?.subnet().host(guest.host_number?)
+    }
+
+    /// Announces the addresses given since the last converge, and asks guests that were
+    /// re-homed to renew their lease (QMP link flap).
+    fn tell_guests(&mut self) {
+        let Some(uplink) = &self.uplink else { return };
+        let subnet = uplink.subnet();
+        let mut fresh = Vec::new();
+        for guest in self.guests.values() {
+            let Some(address) = guest.host_number.and_then(|n| subnet.host(n)) else { continue };
+            let previous = self.given.insert(guest.name.clone(), address);
+            if previous == Some(address) {
+                continue;
+            }
+            fresh.push(address);
+            if let (Some(old), Some(socket)) = (previous, &guest.qmp) {
+                ask_to_renew(guest.name.clone(), socket.clone(), guest.owner, guest.mac, old, address);
+            }
+        }
+        self.given.retain(|name, _| self.guests.contains_key(name));
+        if self.config.arp.announce {
+            arp::announce(uplink.interface.clone(), fresh);
+        }
+    }
+
     async fn remove_guest(&mut self, name: &str) -> Result<(), Error> {
-        if self.guests.remove(name).is_none() {
+        let Some(guest) = self.guests.remove(name) else {
             return Err(Error::NotFound(format!("no guest named {name:?}")));
+        };
+        // Someone on the LAN may take the address from now on.
+        if let Some(address) = self.uplink.as_ref().and_then(|up| up.subnet().host(guest.host_number?)) {
+            self.probed.remove(&address);
         }
         self.unsaved = true;
         tracing::info!("removed guest {name}");
@@ -264,9 +435,8 @@ impl<S: UplinkSource> Reconciler<S> {
     async fn converge(&mut self) -> Result<Outcome, ConvergeFailure> {
         let started = Instant::now();
         let mut rehomed = None;
-        if let Some(uplink) = &self.uplink {
-            let host_numbers = self.guests.values_mut().map(|g| &mut g.host_number);
-            self.unsaved |= allocator::assign(uplink, &self.config.pool, host_numbers);
+        if let Some(uplink) = self.uplink.clone() {
+            self.assign_addresses(&uplink).await;
             let subnet = uplink.subnet();
             if self.last_subnet != Some(subnet) {
                 rehomed = self.last_subnet.map(|old| (old, subnet));
@@ -287,7 +457,14 @@ impl<S: UplinkSource> Reconciler<S> {
             self.save()?;
         }
         self.after_apply(&outcome);
-        let view = ManagerView::new(self.uplink.as_ref(), self.guests.values());
+        let leases = Leases::new(&self.config.dhcp, self.uplink.as_ref(), self.guests.values());
+        self.leases.send_if_modified(|old| {
+            let changed = *old != leases;
+            *old = leases;
+            changed
+        });
+        self.tell_guests();
+        let view = ManagerView::new(self.uplink.as_ref(), self.guests.values(), self.in_use.len());
         let old = self.view.send_replace(view.clone());
         tracing::debug!(elapsed = ?started.elapsed(), ?outcome, "converged");
         if let Some((old_subnet, new_subnet)) = rehomed {
@@ -327,6 +504,19 @@ impl<S: UplinkSource> Reconciler<S> {
         tracing::warn!("{} operations failed; retrying in {delay:?}", outcome.errors.len());
         self.retry = Some((Instant::now() + delay, delay));
     }
+}
+
+/// Flaps the guest's link over its QMP socket in the background: a dead or slow QEMU delays
+/// nobody else.
+fn ask_to_renew(name: String, socket: String, owner: u32, mac: Mac, old: Ipv4Addr, new: Ipv4Addr) {
+    tokio::spawn(async move {
+        match qmp::flap_link(Path::new(&socket), owner, mac).await {
+            Ok(nic) => {
+                tracing::info!("guest {name} moved from {old} to {new}: flapped its NIC {nic} over QMP")
+            }
+            Err(e) => tracing::warn!("guest {name} moved from {old} to {new}, but QMP {socket} failed: {e}"),
+        }
+    });
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

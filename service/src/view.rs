@@ -46,8 +46,14 @@ impl Default for ManagerView {
 }
 
 impl ManagerView {
-    pub fn new<'a>(uplink: Option<&Uplink>, guests: impl IntoIterator<Item = &'a Guest>) -> Self {
-        let guests = guests.into_iter().map(|g| (g.name.clone(), GuestView::new(uplink, g))).collect();
+    /// `in_use`: how many addresses of the subnet were found in use on the LAN.
+    pub fn new<'a>(
+        uplink: Option<&Uplink>,
+        guests: impl IntoIterator<Item = &'a Guest>,
+        in_use: usize,
+    ) -> Self {
+        let guests =
+            guests.into_iter().map(|g| (g.name.clone(), GuestView::new(uplink, g, in_use))).collect();
         let Some(up) = uplink else {
             return Self { guests, ..Self::default() };
         };
@@ -71,13 +77,17 @@ impl ManagerView {
 }
 
 impl GuestView {
-    fn new(uplink: Option<&Uplink>, guest: &Guest) -> Self {
+    fn new(uplink: Option<&Uplink>, guest: &Guest, in_use: usize) -> Self {
         let address = uplink.and_then(|up| up.subnet().host(guest.host_number?));
         let (state, reason) = match (uplink, address) {
             (None, _) => (guest_state::OFFLINE, "the uplink has no IPv4 address".to_owned()),
             (Some(_), Some(_)) => (guest_state::ACTIVE, String::new()),
             (Some(up), None) => {
-                (guest_state::CONFLICT, format!("no free address in the pool of {}", up.subnet()))
+                let note = match in_use {
+                    0 => String::new(),
+                    n => format!(" ({n} addresses answered ARP probes or were declined)"),
+                };
+                (guest_state::CONFLICT, format!("no free address in the pool of {}{note}", up.subnet()))
             }
         };
         Self {

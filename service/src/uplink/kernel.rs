@@ -22,6 +22,7 @@ pub struct KernelUplink {
     netlink: Netlink,
     interface: String,
     nameservers: Vec<Ipv4Addr>,
+    domains: Vec<String>,
     resolv_conf: PathBuf,
 }
 
@@ -31,6 +32,7 @@ impl KernelUplink {
             netlink,
             interface,
             nameservers: config.nameservers.clone(),
+            domains: config.domains.clone(),
             resolv_conf: config.resolv_conf.clone(),
         }
     }
@@ -49,12 +51,19 @@ impl KernelUplink {
         let routes = self.netlink.main_routes().await.map_err(|e| e.to_string())?;
         let gateway =
             routes.iter().filter(|r| r.prefix_len == 0 && r.oif == Some(link.index)).find_map(|r| r.gateway);
-        let nameservers = if self.nameservers.is_empty() {
-            resolv::nameservers(&self.resolv_conf)
-        } else {
-            self.nameservers.clone()
-        };
-        Ok(Some(Uplink { interface: link.name, address, prefix_len, gateway, mtu: link.mtu, nameservers }))
+        let resolv = resolv::read(&self.resolv_conf);
+        let nameservers =
+            if self.nameservers.is_empty() { resolv.nameservers } else { self.nameservers.clone() };
+        let domains = if self.domains.is_empty() { resolv.domains } else { self.domains.clone() };
+        Ok(Some(Uplink {
+            interface: link.name,
+            address,
+            prefix_len,
+            gateway,
+            mtu: link.mtu,
+            nameservers,
+            domains,
+        }))
     }
 
     /// Follows link, IPv4 address and default-route notifications and sends

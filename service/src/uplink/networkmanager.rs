@@ -48,6 +48,7 @@ pub struct NmUplink {
     connection_types: Vec<String>,
     interface: Option<String>,
     nameservers: Vec<Ipv4Addr>,
+    domains: Vec<String>,
 }
 
 impl NmUplink {
@@ -59,6 +60,7 @@ impl NmUplink {
             connection_types: config.connection_types.clone(),
             interface: config.interface.clone(),
             nameservers: config.nameservers.clone(),
+            domains: config.domains.clone(),
         })
     }
 
@@ -147,8 +149,20 @@ impl NmUplink {
         } else {
             self.nameservers.clone()
         };
+        let domains = if self.domains.is_empty() {
+            let mut domains: Vec<String> = take(&ip4, "Domains").unwrap_or_default();
+            let searches: Vec<String> = take(&ip4, "Searches").unwrap_or_default();
+            for search in searches {
+                if !domains.contains(&search) {
+                    domains.push(search);
+                }
+            }
+            domains
+        } else {
+            self.domains.clone()
+        };
         let mtu = take(&device, "Mtu").unwrap_or(1500);
-        Ok(Some(Uplink { interface, address, prefix_len, gateway, mtu, nameservers }))
+        Ok(Some(Uplink { interface, address, prefix_len, gateway, mtu, nameservers, domains }))
     }
 
     /// Follows NM's signals (and NM coming and going) and sends `Event::Uplink` whenever the
