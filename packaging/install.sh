@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds vmnetd, installs it with its D-Bus policy, polkit actions and config, and starts it.
+# Builds vmnetd and vmnetctl, installs them with vmnetd's D-Bus policy, polkit actions and config, and starts it.
 #   packaging/install.sh            # build as you, install and start with sudo
 #   PREFIX=/usr packaging/install.sh
 # Without systemd as PID 1, vmnetd is started in the background (log: /var/log/vmnetd.log);
@@ -18,9 +18,10 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cargo build --release --locked -p vmnetd -p vmnet-dispatcher
+cargo build --release --locked -p vmnetd -p vmnet-dispatcher -p vmnetctl
 bin="$PREFIX/sbin/vmnetd"
 $SUDO install -Dm755 target/release/vmnetd "$bin"
+$SUDO install -Dm755 target/release/vmnetctl "$PREFIX/bin/vmnetctl"
 $SUDO install -Dm644 packaging/dbus/org.vmnet.conf /usr/share/dbus-1/system.d/org.vmnet.conf
 $SUDO install -Dm644 dbus/org.vmnet.Manager1.xml /usr/share/dbus-1/interfaces/org.vmnet.Manager1.xml
 $SUDO install -Dm644 packaging/polkit/org.vmnet.policy /usr/share/polkit-1/actions/org.vmnet.policy

@@ -5,10 +5,12 @@
 //! is `dbus/org.vmnet.Manager1.xml`.
 
 mod error;
+mod guest_info;
 mod path;
 mod proxy;
 
 pub use error::Error;
+pub use guest_info::{managed_guests, GuestInfo};
 pub use path::{guest_name_from_path, guest_object_path};
 pub use proxy::{Guest1Proxy, Manager1Proxy, RehomedArgs, RehomedStream};
 
@@ -22,6 +24,11 @@ pub const MANAGER_INTERFACE: &str = "org.vmnet.Manager1";
 pub const GUEST_INTERFACE: &str = "org.vmnet.Guest1";
 /// Guest objects live below this path.
 pub const GUESTS_PATH: &str = "/org/vmnet/guests";
+
+/// The QEMU netdev id of a guest's tap, in the arguments `vmnetctl qemu-args` prints
+/// (`-netdev tap,id=vmnet,...`); vmnetd's QMP `set_link` names the same id. It is a QEMU
+/// identifier, not a link name.
+pub const QEMU_NETDEV_ID: &str = "vmnet";
 
 /// Keys accepted in the `options` dictionary of `AddGuest`.
 pub mod add_option {

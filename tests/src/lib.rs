@@ -25,6 +25,7 @@ pub mod polkit;
 pub mod qemu;
 pub mod qmp;
 pub mod standin;
+pub mod vmnetctl;
 pub mod vmnetd;
 pub mod world;
 
@@ -40,6 +41,7 @@ pub use qemu::QemuGuest;
 pub use qmp::{Qmp, QmpError};
 pub use standin::{DhcpServer, Udhcpd};
 pub use users::{GROUP, NOBODY, TESTER};
+pub use vmnetctl::VmnetctlProcess;
 pub use vmnetd::VmnetdHandle;
 pub use world::{World, HOST_ADDR, LAN_CLIENT, LAN_DEV, LAN_ROUTER, UPLINK};
 

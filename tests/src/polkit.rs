@@ -1,7 +1,8 @@
 //! A real polkitd on the World's bus, in a private mount namespace where
 //! `/usr/share/polkit-1/actions` (a copy, plus `org.vmnet.policy`), `/etc/polkit-1/rules.d`
-//! (empty at first) and `/etc/passwd` + `/etc/group` (with the test user, see `users.rs`) are
-//! bind-mounted from the World's directory. The real /etc is untouched.
+//! (empty at first), `/usr/share/polkit-1/rules.d` (a copy without any vmnet rule a package may
+//! have installed there) and `/etc/passwd` + `/etc/group` (with the test user, see `users.rs`)
+//! are bind-mounted from the World's directory. The real /etc is untouched.
 
 use crate::bus::Bus;
 use crate::cmd::{command_as, error, output, run, tail, wait_until};
@@ -34,6 +35,21 @@ fn polkitd_dir(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
+/// `/usr/share/polkit-1/rules.d` copied to `dir`, leaving out every rule about org.vmnet (an
+/// installed vmnet package puts its group rule there), so that only the test decides them.
+fn copy_distro_rules(dir: &Path) -> io::Result<()> {
+    const DISTRO_RULES: &str = "/usr/share/polkit-1/rules.d";
+    polkitd_dir(dir)?;
+    for entry in fs::read_dir(DISTRO_RULES)? {
+        let path = entry?.path();
+        let text = fs::read_to_string(&path)?;
+        if let Some(name) = path.file_name().filter(|_| !text.contains("org.vmnet")) {
+            fs::write(dir.join(name), text)?;
+        }
+    }
+    Ok(())
+}
+
 impl Polkit {
     pub(crate) fn start(dir: &Path, procs: &Procs, bus: &Bus, users: &TestUsers) -> io::Result<Polkit> {
         let base = dir.join("polkit");
@@ -45,23 +61,16 @@ impl Polkit {
             .map_err(|e| error(format!("cannot copy {}: {e}", policy.display())))?;
         let rules_dir = base.join("rules.d");
         polkitd_dir(&rules_dir)?;
-        // The distribution's rules, without an installed vmnet package's own: the tests decide
-        // which vmnet rules apply.
-        let shared_rules = base.join("share-rules.d");
-        polkitd_dir(&shared_rules)?;
-        if let Ok(entries) = fs::read_dir("/usr/share/polkit-1/rules.d") {
-            for entry in entries.flatten().filter(|e| e.file_name() != "50-vmnet.rules") {
-                fs::copy(entry.path(), shared_rules.join(entry.file_name()))?;
-            }
-        }
+        let distro_rules = base.join("share-rules.d");
+        copy_distro_rules(&distro_rules)?;
 
         let script = "mount --bind \"$3\" /usr/share/polkit-1/actions && \
                       mount --bind \"$4\" /etc/polkit-1/rules.d && \
-                      { [ ! -d /usr/share/polkit-1/rules.d ] || mount --bind \"$6\" /usr/share/polkit-1/rules.d; } && \
-                      exec \"$5\" --no-debug";
+                      mount --bind \"$5\" /usr/share/polkit-1/rules.d && exec \"$6\" --no-debug";
         let log_path = dir.join("polkitd.log");
         let log = fs::File::create(&log_path)?;
-        let mut cmd = users.unshare(script, &[&actions_dir, &rules_dir, Path::new(POLKITD), &shared_rules]);
+        let mounts = [&actions_dir, &rules_dir, &distro_rules, Path::new(POLKITD)];
+        let mut cmd = users.unshare(script, &mounts);
         cmd.env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

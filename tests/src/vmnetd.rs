@@ -34,6 +34,12 @@ pub fn dispatcher_binary() -> io::Result<PathBuf> {
     workspace_binary("vmnet-dispatcher", "VMNET_DISPATCHER_BIN")
 }
 
+/// The vmnetctl binary, found like [`vmnetd_binary`] (env `VMNETCTL_BIN`). `cargo test
+/// --workspace` builds it for vmnetctl's own integration tests.
+pub fn vmnetctl_binary() -> io::Result<PathBuf> {
+    workspace_binary("vmnetctl", "VMNETCTL_BIN")
+}
+
 fn workspace_binary(name: &str, env_var: &str) -> io::Result<PathBuf> {
     if let Some(path) = std::env::var_os(env_var) {
         return Ok(path.into());
