@@ -9,6 +9,7 @@ mod dhcp;
 mod executor;
 mod model;
 mod names;
+mod packet;
 mod planner;
 mod qmp;
 mod reconciler;

@@ -6,24 +6,23 @@ mod frame;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
 use frame::{Arp, ETH_P_ARP};
 
 use crate::model::Mac;
+use crate::packet::PacketSocket;
 
 /// Probes sent per address, spread over the listening window.
 const PROBES: u32 = 3;
 /// RFC 5227 sends two announcements; the second follows after this.
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// An `AF_PACKET` socket for ARP on one interface.
+/// ARP on one interface.
 struct ArpSocket {
-    fd: AsyncFd<OwnedFd>,
+    socket: PacketSocket,
     ifindex: i32,
     mac: Mac,
 }
@@ -33,113 +32,31 @@ impl ArpSocket {
         let ifindex = nix::net::if_::if_nametoindex(interface)
             .map_err(|e| io::Error::other(format!("no interface {interface}: {e}")))?;
         let ifindex = i32::try_from(ifindex).map_err(io::Error::other)?;
-        let protocol = i32::from(ETH_P_ARP.to_be());
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                protocol,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let address = link_address(ifindex, [0; 6]);
-        // SAFETY: `address` is a valid sockaddr_ll of the size given.
-        let bound = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&address).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if bound < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mac = hardware_address(&fd, interface)?;
-        // SAFETY: the AsyncFd owns `fd`, which stays open and the same until it is dropped.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        Ok(Self { fd, ifindex, mac })
+        let socket = PacketSocket::open(ETH_P_ARP, ifindex, None)?;
+        let mac = hardware_address(socket.raw_fd(), interface)?;
+        Ok(Self { socket, ifindex, mac })
     }
 
+    /// Broadcasts `arp` on the interface.
     async fn send(&self, arp: &Arp) -> io::Result<()> {
-        let address = link_address(self.ifindex, [0xff; 6]);
-        let bytes = arp.encode();
-        loop {
-            let mut ready = self.fd.writable().await?;
-            let result = ready.try_io(|fd| {
-                // SAFETY: `bytes` and `address` are valid for the lengths given.
-                let sent = unsafe {
-                    libc::sendto(
-                        fd.get_ref().as_raw_fd(),
-                        bytes.as_ptr().cast(),
-                        bytes.len(),
-                        0,
-                        std::ptr::from_ref(&address).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                    )
-                };
-                if sent < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
-            if let Ok(result) = result {
-                return result;
-            }
-        }
+        self.socket.send_to(&arp.encode(), self.ifindex, [0xff; 6]).await
     }
 
     async fn receive(&self) -> io::Result<Option<Arp>> {
         let mut buffer = [0u8; 64];
-        let len = loop {
-            let mut ready = self.fd.readable().await?;
-            let result = ready.try_io(|fd| {
-                // SAFETY: `buffer` is valid for writes of its length.
-                let n = unsafe {
-                    libc::recv(fd.get_ref().as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0)
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match result {
-                Ok(result) => break result?,
-                Err(_would_block) => continue,
-            }
-        };
+        let (len, _) = self.socket.receive(&mut buffer).await?;
         Ok(Arp::decode(&buffer[..len]))
     }
 }
 
-fn link_address(ifindex: i32, mac: [u8; 6]) -> libc::sockaddr_ll {
-    let mut addr = [0u8; 8];
-    addr[..6].copy_from_slice(&mac);
-    libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
-        sll_protocol: ETH_P_ARP.to_be(),
-        sll_ifindex: ifindex,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 6,
-        sll_addr: addr,
-    }
-}
-
-fn hardware_address(fd: &OwnedFd, interface: &str) -> io::Result<Mac> {
+fn hardware_address(fd: i32, interface: &str) -> io::Result<Mac> {
     // SAFETY: ifreq is plain data; all zeroes is a valid value.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in request.ifr_name.iter_mut().zip(interface.bytes().take(libc::IFNAMSIZ - 1)) {
         *dst = src as libc::c_char;
     }
     // SAFETY: SIOCGIFHWADDR reads and writes a struct ifreq, which `request` is.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) } < 0 {
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut request) } < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: SIOCGIFHWADDR filled in the hardware address member of the union.

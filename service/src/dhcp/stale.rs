@@ -4,18 +4,15 @@
 //! period, so not one per tap), filtered to UDP port 67, sees those frames so the server can
 //! NAK them and the guest falls back to DISCOVER at once.
 
+use super::socket::SERVER_PORT;
+use crate::packet::PacketSocket;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-use tokio::io::unix::AsyncFd;
-
-use super::socket::SERVER_PORT;
 
 const ETH_P_IP: u16 = 0x0800;
 
 pub struct StaleListener {
-    fd: AsyncFd<OwnedFd>,
+    socket: PacketSocket,
 }
 
 /// Classic BPF over the IPv4 header (SOCK_DGRAM): UDP, not a fragment, destination port 67.
@@ -36,83 +33,14 @@ fn filter() -> [libc::sock_filter; 9] {
 
 impl StaleListener {
     pub fn open() -> io::Result<Self> {
-        let protocol = i32::from(ETH_P_IP.to_be());
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                protocol,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let program = filter();
-        let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
-        // SAFETY: `fprog` points at `program`, which outlives the call (the kernel copies it).
-        let attached = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                std::ptr::from_ref(&fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if attached < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
-        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_protocol = ETH_P_IP.to_be();
-        // SAFETY: `address` is a valid sockaddr_ll of the size given.
-        let bound = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&address).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if bound < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the AsyncFd owns `fd`, which stays open and the same until it is dropped.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        Ok(Self { fd })
+        Ok(Self { socket: PacketSocket::open(ETH_P_IP, 0, Some(&filter()))? })
     }
 
     /// The next DHCP request: the interface it came in on, its IPv4 source address and the
     /// UDP payload's place in `buffer`.
     pub async fn receive(&self, buffer: &mut [u8]) -> io::Result<(u32, Ipv4Addr, std::ops::Range<usize>)> {
         loop {
-            let mut ready = self.fd.readable().await?;
-            let received = ready.try_io(|fd| {
-                // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
-                let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                // SAFETY: `buffer` and `from` are valid for writes of the lengths given.
-                let n = unsafe {
-                    libc::recvfrom(
-                        fd.get_ref().as_raw_fd(),
-                        buffer.as_mut_ptr().cast(),
-                        buffer.len(),
-                        0,
-                        std::ptr::from_mut(&mut from).cast(),
-                        &mut from_len,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok((n as usize, from))
-                }
-            });
-            let Ok(result) = received else { continue };
-            let (len, from) = result?;
+            let (len, from) = self.socket.receive(buffer).await?;
             if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
