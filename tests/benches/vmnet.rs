@@ -290,26 +290,7 @@ fn rehome_times() {
         if n == 1000 {
             print_memory("vmnetd with 1000 guests:", pid);
         }
-        let (mut signal_ms, mut converge_ms) = (Vec::new(), Vec::new());
-        for _ in 0..REHOMES {
-            let next = 1 - current;
-            let (total, converged) =
-                rehome(&world, &mut netlink, ifindex, &mut watch, &client, current, next);
-            signal_ms.push(total);
-            converge_ms.extend(converged);
-            check_routes(&world, n, &SIDES[next]);
-            current = next;
-        }
-        println!(
-            "    uplink change -> Rehomed        {}  [{}]",
-            Samples::new(signal_ms.clone()).min_median_max(),
-            each(&signal_ms)
-        );
-        println!(
-            "    vmnetd converged elapsed= (log) {}  [{}]",
-            Samples::new(converge_ms.clone()).min_median_max(),
-            each(&converge_ms)
-        );
+        rehome_series(&world, &mut netlink, ifindex, &mut watch, &client, &mut current, n);
         if n == 1000 {
             print_memory("vmnetd with 1000 guests, re-homed:", pid);
         }
@@ -322,16 +303,30 @@ fn rehome_times() {
     vmnetd.restart().expect("restart vmnetd with probing on");
     assert!(world.wait_for_property(&client, "State", "online"), "vmnetd is back");
     let mut watch = client.watch_rehomed().expect("subscribe to Rehomed");
+    println!("  1000 guests, ARP probing on (probe_ms = 200):");
+    rehome_series(&world, &mut netlink, ifindex, &mut watch, &client, &mut current, 1000);
+}
+
+/// [`REHOMES`] re-homes of `guests` guests back and forth from `SIDES[*current]`, checked and
+/// printed.
+fn rehome_series(
+    world: &World,
+    netlink: &mut HostNetlink,
+    ifindex: u32,
+    watch: &mut RehomedWatch<'_>,
+    client: &Client,
+    current: &mut usize,
+    guests: usize,
+) {
     let (mut signal_ms, mut converge_ms) = (Vec::new(), Vec::new());
     for _ in 0..REHOMES {
-        let next = 1 - current;
-        let (total, converged) = rehome(&world, &mut netlink, ifindex, &mut watch, &client, current, next);
+        let next = 1 - *current;
+        let (total, converged) = rehome(world, netlink, ifindex, watch, client, *current, next);
         signal_ms.push(total);
         converge_ms.extend(converged);
-        check_routes(&world, 1000, &SIDES[next]);
-        current = next;
+        check_routes(world, guests, &SIDES[next]);
+        *current = next;
     }
-    println!("  1000 guests, ARP probing on (probe_ms = 200):");
     println!(
         "    uplink change -> Rehomed        {}  [{}]",
         Samples::new(signal_ms.clone()).min_median_max(),
