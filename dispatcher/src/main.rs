@@ -9,17 +9,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use vmnet_dbus::Manager1Proxy;
-
-/// NM dispatcher actions after which the uplink may have changed.
-const RESYNC_ACTIONS: [&str; 5] = ["up", "down", "dhcp4-change", "reapply", "connectivity-change"];
-/// The longest the call may hold up NM's dispatcher.
-const TIMEOUT: Duration = Duration::from_secs(2);
+use vmnet_dispatcher_cli::{Args, RESYNC_ACTIONS, TIMEOUT};
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let interface = args.next().unwrap_or_default();
-    let action = args.next().unwrap_or_default();
+    let Args { interface, action } = Args::parse();
     if !RESYNC_ACTIONS.contains(&action.as_str()) {
         return ExitCode::SUCCESS;
     }

@@ -5,10 +5,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vmnetd_cli::DEFAULT_CONFIG;
 
 use crate::allocator::Pool;
-
-pub const DEFAULT_PATH: &str = "/etc/vmnet/vmnetd.toml";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -105,7 +104,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_CONFIG) => {
                 String::new()
             }
             Err(source) => return Err(ConfigError::Read { path: path.into(), source }),

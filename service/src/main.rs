@@ -24,6 +24,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
+use vmnetd_cli::Args;
 use zbus::fdo::{DBusProxy, ObjectManager, RequestNameFlags, RequestNameReply};
 
 use bus::manager::Manager;
@@ -38,17 +39,6 @@ use uplink::kernel::KernelUplink;
 use uplink::networkmanager::NmUplink;
 use uplink::{Source, UplinkSource};
 use view::ManagerView;
-
-#[derive(Parser, Debug)]
-#[command(version, about = "Routes virtual machines onto the Wi-Fi LAN and re-homes them on roams")]
-struct Args {
-    /// Configuration file
-    #[arg(long, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Where guests are persisted
-    #[arg(long, default_value = state::DEFAULT_DIR)]
-    state_dir: PathBuf,
-}
 
 /// Pending events before senders wait: a roam's burst fits easily.
 const EVENT_QUEUE: usize = 256;

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::executor::SavedSysctls;
 use crate::model::{Guest, Subnet};
 
-pub const DEFAULT_DIR: &str = "/var/lib/vmnet";
 const FILE_NAME: &str = "state.json";
 /// The state file format this vmnetd reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
