@@ -1,69 +1,60 @@
 #!/usr/bin/env bash
-# Builds vmnetd and vmnetctl, installs them with vmnetd's D-Bus policy, polkit actions and config, and starts it.
-#   packaging/install.sh            # build as you, install and start with sudo
-#   PREFIX=/usr packaging/install.sh
-# Without systemd as PID 1, vmnetd is started in the background (log: /var/log/vmnetd.log);
-# with systemd, as vmnetd.service.
+# Builds the Debian package (cargo deb), installs it with apt (which pulls in dbus and polkitd)
+# and starts vmnetd. Run it as yourself from a clone; it uses sudo where it needs root.
+#
+# With systemd, the package enables and starts vmnetd.service. Without systemd (a container),
+# vmnetd is D-Bus-activated: the first call to org.vmnet (here `vmnetctl status`) starts it as
+# root through dbus-daemon's activation helper; this script starts the system bus and polkitd
+# if nothing else has.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PREFIX=${PREFIX:-/usr/local}
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+CARGO_DEB_VERSION=3.8.0
+apt_install() {
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
 
-missing=()
-for package in dbus dbus-daemon polkitd iproute2; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
-done
-if ((${#missing[@]})); then
+# Build tools: dpkg-dev finds the shared-library dependencies, cargo-deb makes the package.
+if ! command -v dpkg-shlibdeps >/dev/null; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt_install dpkg-dev
+fi
+if [ "$(cargo deb --version 2>/dev/null)" != "$CARGO_DEB_VERSION" ]; then
+  cargo install --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
-cargo build --release --locked -p vmnetd -p vmnet-dispatcher -p vmnetctl
-bin="$PREFIX/sbin/vmnetd"
-$SUDO install -Dm755 target/release/vmnetd "$bin"
-$SUDO install -Dm755 target/release/vmnetctl "$PREFIX/bin/vmnetctl"
-$SUDO install -Dm644 packaging/dbus/org.vmnet.conf /usr/share/dbus-1/system.d/org.vmnet.conf
-$SUDO install -Dm644 dbus/org.vmnet.Manager1.xml /usr/share/dbus-1/interfaces/org.vmnet.Manager1.xml
-$SUDO install -Dm644 packaging/polkit/org.vmnet.policy /usr/share/polkit-1/actions/org.vmnet.policy
-$SUDO install -Dm644 packaging/iproute2/vmnet.conf /etc/iproute2/rt_protos.d/vmnet.conf
-if [ -d /usr/lib/NetworkManager ]; then
-  $SUDO install -Dm755 target/release/vmnet-dispatcher /usr/lib/NetworkManager/dispatcher.d/90-vmnet
-fi
+deb=$(cargo deb -p vmnetd --locked | tail -n 1)
+case "$deb" in *.deb) ;; *) echo "install.sh: cargo deb made no package" >&2; exit 1 ;; esac
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+apt_install "$(realpath "$deb")"
 
-if [ ! -e /etc/vmnet/vmnetd.toml ]; then
-  if busctl status org.freedesktop.NetworkManager >/dev/null 2>&1; then
-    # The default: follow NetworkManager's Wi-Fi connection.
-    $SUDO install -Dm644 packaging/vmnetd.toml /etc/vmnet/vmnetd.toml
-    echo "install.sh: wrote /etc/vmnet/vmnetd.toml (following NetworkManager)"
-  else
-    # No NetworkManager: follow the Wi-Fi interface, or else that of the default route.
-    uplink=$(basename "$(dirname "$(ls -d /sys/class/net/*/wireless 2>/dev/null | head -n1)")" 2>/dev/null || true)
-    [ -n "$uplink" ] && [ "$uplink" != . ] || uplink=$(ip -4 route show default | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }')
-    [ -n "$uplink" ] || { echo "install.sh: no uplink found; set uplink.interface in /etc/vmnet/vmnetd.toml" >&2; uplink=wlan0; }
+# Without NetworkManager, follow the Wi-Fi interface (or that of the default route) through
+# rtnetlink instead, unless the configuration was changed already.
+config=/etc/vmnet/vmnetd.toml
+if ! busctl status org.freedesktop.NetworkManager >/dev/null 2>&1 && cmp -s "$config" packaging/vmnetd.toml; then
+  uplink=$(ls -d /sys/class/net/*/wireless 2>/dev/null | head -n 1 | xargs -r dirname | xargs -r basename)
+  [ -n "$uplink" ] || uplink=$(ip -4 route show default | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }')
+  if [ -n "$uplink" ]; then
     sed -e 's/^source = .*/source = "kernel"/' -e "s/^# interface = .*/interface = \"$uplink\"/" packaging/vmnetd.toml |
-      $SUDO install -Dm644 /dev/stdin /etc/vmnet/vmnetd.toml
-    echo "install.sh: wrote /etc/vmnet/vmnetd.toml (kernel source on $uplink)"
+      $SUDO tee "$config" >/dev/null
+    echo "install.sh: no NetworkManager: $config now follows $uplink through rtnetlink"
   fi
 fi
 
 if [ -d /run/systemd/system ]; then
-  sed "s|^ExecStart=.*|ExecStart=$bin|" packaging/systemd/vmnetd.service | $SUDO install -Dm644 /dev/stdin /etc/systemd/system/vmnetd.service
-  sed "s|^Exec=.*|Exec=$bin|" packaging/dbus/org.vmnet.service | $SUDO install -Dm644 /dev/stdin /usr/share/dbus-1/system-services/org.vmnet.service
-  $SUDO systemctl reload dbus || true
-  $SUDO systemctl daemon-reload
-  $SUDO systemctl enable --now vmnetd.service
-  $SUDO systemctl restart vmnetd.service
-  systemctl --no-pager status vmnetd.service | head -n 5
+  $SUDO systemctl restart vmnetd.service # picks up a configuration changed above
+  systemctl --no-pager --lines=0 status vmnetd.service || true
 else
-  if ! pgrep -x dbus-daemon >/dev/null; then
+  if [ ! -S /run/dbus/system_bus_socket ]; then
     $SUDO mkdir -p /run/dbus
     $SUDO dbus-daemon --system --fork
   fi
-  $SUDO busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig
-  pgrep -x polkitd >/dev/null || $SUDO sh -c '/usr/lib/polkit-1/polkitd --no-debug >/var/log/polkitd.log 2>&1 &'
-  $SUDO pkill -x vmnetd || true
-  $SUDO sh -c "nohup $bin >>/var/log/vmnetd.log 2>&1 &"
-  for _ in $(seq 50); do busctl status org.vmnet >/dev/null 2>&1 && break; sleep 0.1; done
-  echo "install.sh: vmnetd runs without systemd; log: /var/log/vmnetd.log"
+  if ! busctl status org.freedesktop.PolicyKit1 >/dev/null 2>&1; then
+    $SUDO sh -c 'nohup /usr/lib/polkit-1/polkitd --no-debug >/var/log/polkitd.log 2>&1 &'
+    for _ in $(seq 50); do busctl status org.freedesktop.PolicyKit1 >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  echo "install.sh: no systemd: vmnetd starts by D-Bus activation on the first call"
 fi
-busctl get-property org.vmnet /org/vmnet org.vmnet.Manager1 State
+vmnetctl status
+echo
+echo "To manage guests without a password: sudo adduser ${SUDO_USER:-$(id -un)} vmnet"

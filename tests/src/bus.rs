@@ -4,6 +4,7 @@
 use crate::cmd::{command_as, error, output, tail, wait_until};
 use crate::procs::Procs;
 use crate::users::TestUsers;
+use crate::world::Packaging;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -54,14 +55,23 @@ pub fn dbus_error_name(gdbus: &Output) -> Option<String> {
 }
 
 impl Bus {
-    pub(crate) fn start(dir: &Path, procs: &Procs, users: &TestUsers) -> io::Result<Bus> {
+    pub(crate) fn start(
+        dir: &Path,
+        procs: &Procs,
+        users: &TestUsers,
+        packaging: Packaging,
+        host_ns: &str,
+    ) -> io::Result<Bus> {
         let socket = dir.join("system_bus_socket");
         let (service_dir, policy_dir) = (dir.join("services"), dir.join("bus.d"));
         fs::create_dir_all(&service_dir)?;
         fs::create_dir_all(&policy_dir)?;
-        let policy = crate::workspace_root().join("packaging/dbus/org.vmnet.conf");
-        fs::copy(&policy, policy_dir.join("org.vmnet.conf"))
-            .map_err(|e| error(format!("cannot copy {}: {e}", policy.display())))?;
+        if packaging == Packaging::Checkout {
+            // Installed: the package's copy in /usr/share/dbus-1/system.d applies.
+            let policy = crate::workspace_root().join("packaging/dbus/org.vmnet.conf");
+            fs::copy(&policy, policy_dir.join("org.vmnet.conf"))
+                .map_err(|e| error(format!("cannot copy {}: {e}", policy.display())))?;
+        }
         let system_conf = fs::read_to_string(SYSTEM_CONF)?;
         let config = bus_config(&system_conf, &socket, &service_dir, &policy_dir);
         if !config.contains(&format!("unix:path={}", socket.display())) {
@@ -72,12 +82,28 @@ impl Bus {
 
         let log_path = dir.join("dbus-daemon.log");
         let log = fs::File::create(&log_path)?;
+        let address = format!("unix:path={}", socket.display());
         // In a mount namespace with the test user: it drops connections of unknown uids.
-        let script = "exec dbus-daemon --config-file=\"$3\" --nofork --nopidfile";
-        let mut cmd = users.unshare(script, &[&config_file]);
+        let mut cmd = match packaging {
+            Packaging::Checkout => {
+                users.unshare("exec dbus-daemon --config-file=\"$3\" --nofork --nopidfile", &[&config_file])
+            }
+            Packaging::Installed => {
+                let (etc, state) = (dir.join("etc-vmnet"), dir.join("var-lib-vmnet"));
+                fs::create_dir_all(&etc)?;
+                fs::create_dir_all(&state)?;
+                let netns = PathBuf::from(format!("/run/netns/{host_ns}"));
+                let script = "mount --bind \"$3\" /etc/vmnet && mount --bind \"$4\" /var/lib/vmnet && \
+                              exec nsenter --net=\"$5\" dbus-daemon --config-file=\"$6\" --nofork --nopidfile";
+                let mut cmd = users.unshare(script, &[&etc, &state, &netns, &config_file]);
+                // What it activates connects to this bus.
+                cmd.env("DBUS_SYSTEM_BUS_ADDRESS", &address);
+                cmd
+            }
+        };
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         let (pid, _) = procs.spawn("dbus-daemon", cmd)?;
-        let bus = Bus { address: format!("unix:path={}", socket.display()), pid, policy_dir, service_dir };
+        let bus = Bus { address, pid, policy_dir, service_dir };
         let answers = || {
             let id = ["org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus"];
             bus.busctl_as(None, &[&["call"][..], &id, &["GetId"]].concat()).is_ok_and(|o| o.status.success())

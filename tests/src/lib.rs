@@ -18,6 +18,7 @@ pub mod users;
 pub mod bus;
 pub mod checks;
 pub mod client;
+pub mod container;
 pub mod guest;
 pub mod lease;
 pub mod nm;
@@ -32,6 +33,7 @@ pub mod world;
 pub use bus::{dbus_error_name, Bus};
 pub use checks::{kernel_config, KernelState};
 pub use client::{Client, Opt};
+pub use container::Container;
 pub use guest::GuestHandle;
 pub use lease::Lease;
 pub use nix::sys::signal::Signal;
@@ -43,7 +45,7 @@ pub use standin::{DhcpServer, Udhcpd};
 pub use users::{GROUP, NOBODY, TESTER};
 pub use vmnetctl::VmnetctlProcess;
 pub use vmnetd::VmnetdHandle;
-pub use world::{World, HOST_ADDR, LAN_CLIENT, LAN_DEV, LAN_ROUTER, UPLINK};
+pub use world::{Packaging, World, HOST_ADDR, LAN_CLIENT, LAN_DEV, LAN_ROUTER, UPLINK};
 
 use std::path::PathBuf;
 

@@ -8,6 +8,7 @@ use crate::bus::Bus;
 use crate::cmd::{command_as, error, output, run, tail, wait_until};
 use crate::procs::Procs;
 use crate::users::TestUsers;
+use crate::world::Packaging;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -35,15 +36,17 @@ fn polkitd_dir(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
-/// `/usr/share/polkit-1/rules.d` copied to `dir`, leaving out every rule about org.vmnet (an
-/// installed vmnet package puts its group rule there), so that only the test decides them.
-fn copy_distro_rules(dir: &Path) -> io::Result<()> {
+/// `/usr/share/polkit-1/rules.d` copied to `dir`. For the checkout's World every rule about
+/// org.vmnet is left out (an installed vmnet package puts its group rule there), so that only
+/// the test decides them.
+fn copy_distro_rules(dir: &Path, packaging: Packaging) -> io::Result<()> {
     const DISTRO_RULES: &str = "/usr/share/polkit-1/rules.d";
     polkitd_dir(dir)?;
     for entry in fs::read_dir(DISTRO_RULES)? {
         let path = entry?.path();
         let text = fs::read_to_string(&path)?;
-        if let Some(name) = path.file_name().filter(|_| !text.contains("org.vmnet")) {
+        let wanted = packaging == Packaging::Installed || !text.contains("org.vmnet");
+        if let Some(name) = path.file_name().filter(|_| wanted) {
             fs::write(dir.join(name), text)?;
         }
     }
@@ -51,18 +54,26 @@ fn copy_distro_rules(dir: &Path) -> io::Result<()> {
 }
 
 impl Polkit {
-    pub(crate) fn start(dir: &Path, procs: &Procs, bus: &Bus, users: &TestUsers) -> io::Result<Polkit> {
+    pub(crate) fn start(
+        dir: &Path,
+        procs: &Procs,
+        bus: &Bus,
+        users: &TestUsers,
+        packaging: Packaging,
+    ) -> io::Result<Polkit> {
         let base = dir.join("polkit");
         fs::create_dir_all(&base)?;
         let actions_dir = base.join("actions");
         run(Command::new("cp").arg("-a").arg("/usr/share/polkit-1/actions").arg(&actions_dir))?;
-        let policy = crate::workspace_root().join("packaging/polkit/org.vmnet.policy");
-        fs::copy(&policy, actions_dir.join("org.vmnet.policy"))
-            .map_err(|e| error(format!("cannot copy {}: {e}", policy.display())))?;
+        if packaging == Packaging::Checkout {
+            let policy = crate::workspace_root().join("packaging/polkit/org.vmnet.policy");
+            fs::copy(&policy, actions_dir.join("org.vmnet.policy"))
+                .map_err(|e| error(format!("cannot copy {}: {e}", policy.display())))?;
+        }
         let rules_dir = base.join("rules.d");
         polkitd_dir(&rules_dir)?;
         let distro_rules = base.join("share-rules.d");
-        copy_distro_rules(&distro_rules)?;
+        copy_distro_rules(&distro_rules, packaging)?;
 
         let script = "mount --bind \"$3\" /usr/share/polkit-1/actions && \
                       mount --bind \"$4\" /etc/polkit-1/rules.d && \

@@ -3,7 +3,7 @@
 
 use crate::cmd::{command_as, error, output};
 use crate::vmnetd::vmnetctl_binary;
-use crate::world::World;
+use crate::world::{Packaging, World};
 use nix::sys::signal::Signal;
 use std::fs;
 use std::io::{self, BufRead, BufReader};
@@ -13,13 +13,18 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 impl World {
-    /// A copy of the vmnetctl binary in the World's directory (mode 0755, under /tmp), which
-    /// every user can run wherever the checkout is.
+    /// A copy of the vmnetctl binary (the checkout's, or the installed /usr/bin/vmnetctl) in
+    /// the World's directory (mode 0755, under /tmp), which every user can run wherever the
+    /// checkout is.
     fn vmnetctl_copy(&self) -> io::Result<PathBuf> {
         let copy = self.dir().join("vmnetctl");
         if !copy.exists() {
             let staging = self.dir().join("vmnetctl.part");
-            fs::copy(vmnetctl_binary()?, &staging)?;
+            let binary = match self.packaging() {
+                Packaging::Checkout => vmnetctl_binary()?,
+                Packaging::Installed => PathBuf::from("/usr/bin/vmnetctl"),
+            };
+            fs::copy(binary, &staging)?;
             fs::rename(&staging, &copy)?;
             wait_until_executable(&copy)?;
         }

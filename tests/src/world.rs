@@ -33,8 +33,21 @@ pub const LAN_ROUTER: &str = "198.51.100.1";
 /// A client on the LAN (lan0's primary address, so the source of what the LAN sends).
 pub const LAN_CLIENT: &str = "198.51.100.2";
 
+/// Which vmnet files the World's bus and polkitd use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packaging {
+    /// The checkout's policy and actions (`packaging/`); vmnetd is started by the test.
+    Checkout,
+    /// What the installed package put under /usr and /etc: its D-Bus policy, polkit actions and
+    /// rules, and /usr/bin/vmnetctl. The bus runs in the host netns with the World's
+    /// `etc-vmnet/` and `var-lib-vmnet/` bind-mounted over /etc/vmnet and /var/lib/vmnet, so that
+    /// a D-Bus-activated /usr/sbin/vmnetd runs there, on the World's files.
+    Installed,
+}
+
 pub struct World {
     id: String,
+    packaging: Packaging,
     dir: PathBuf,
     host: String,
     lan: String,
@@ -65,17 +78,22 @@ impl World {
 
     /// Sets up a complete World. On error, what was built so far is removed again.
     pub fn try_new(tag: &str) -> io::Result<World> {
-        World::build(tag, true)
+        World::build(tag, true, Packaging::Checkout)
+    }
+
+    /// A World that uses the installed package's files (see [`Packaging::Installed`]).
+    pub fn try_new_installed(tag: &str) -> io::Result<World> {
+        World::build(tag, true, Packaging::Installed)
     }
 
     /// A World with only the host netns (`lo` up, no uplink, no LAN), the bus and polkitd: for
     /// callers that build their own uplink, like [`crate::nm::NmWorld`] (its uplink gets its
     /// address by DHCP). [`World::lan_ns`] then names `<id>-home`, which the caller creates.
     pub fn try_new_bare(tag: &str) -> io::Result<World> {
-        World::build(tag, false)
+        World::build(tag, false, Packaging::Checkout)
     }
 
-    fn build(tag: &str, with_lan: bool) -> io::Result<World> {
+    fn build(tag: &str, with_lan: bool, packaging: Packaging) -> io::Result<World> {
         stale::sweep_once();
         let t0 = Instant::now();
         let id = unique_id(tag);
@@ -97,6 +115,7 @@ impl World {
             polkit: None,
             guests: AtomicUsize::new(0),
             id,
+            packaging,
             dir,
         };
         if with_lan {
@@ -107,9 +126,9 @@ impl World {
         }
         let t1 = Instant::now();
         let users = TestUsers::write(&world.dir)?;
-        world.bus = Some(Bus::start(&world.dir, &world.procs, &users)?);
+        world.bus = Some(Bus::start(&world.dir, &world.procs, &users, packaging, &world.host)?);
         let t2 = Instant::now();
-        world.polkit = Some(Polkit::start(&world.dir, &world.procs, world.bus(), &users)?);
+        world.polkit = Some(Polkit::start(&world.dir, &world.procs, world.bus(), &users, packaging)?);
         let t3 = Instant::now();
         eprintln!(
             "[{}] world up in {:.3}s (netns {:.3}s, dbus-daemon {:.3}s, polkitd {:.3}s)",
@@ -140,6 +159,11 @@ impl World {
         // Proxy ARP answers after a random delay of up to 0.8 s otherwise. A netns has no
         // net.ipv4.neigh.default (only the root netns does), so this is per device.
         self.fast_proxy_arp(UPLINK)
+    }
+
+    /// Whose vmnet files the bus and polkitd use.
+    pub fn packaging(&self) -> Packaging {
+        self.packaging
     }
 
     /// Short unique id of this World (netns names and the directory derive from it).
