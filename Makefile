@@ -10,6 +10,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 CARGO ?= cargo
 INSTALL ?= install
+CARGO_DEB_VERSION := 3.8.0
 
 BIN := target/release
 SBINDIR := $(PREFIX)/sbin
@@ -68,7 +69,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@echo "Left in place: $(SYSCONFDIR)/vmnet, $(SYSCONFDIR)/iproute2/rt_protos.d/vmnet.conf and /var/lib/vmnet"
 
+# Needs dpkg-dev (dpkg-shlibdeps); installs cargo-deb first when it is missing.
 deb:
+	@[ "$$($(CARGO) deb --version 2>/dev/null)" = "$(CARGO_DEB_VERSION)" ] || \
+		$(CARGO) install --locked cargo-deb --version $(CARGO_DEB_VERSION)
 	$(CARGO) deb -p vmnetd --locked
 
 test:

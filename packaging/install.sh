@@ -9,24 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-CARGO_DEB_VERSION=3.8.0
 apt_install() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
 
-# Build tools: dpkg-dev finds the shared-library dependencies, cargo-deb makes the package.
-if ! command -v dpkg-shlibdeps >/dev/null; then
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  apt_install dpkg-dev
-fi
-if [ "$(cargo deb --version 2>/dev/null)" != "$CARGO_DEB_VERSION" ]; then
-  cargo install --locked cargo-deb --version "$CARGO_DEB_VERSION"
-fi
-
-deb=$(cargo deb -p vmnetd --locked | tail -n 1)
-case "$deb" in *.deb) ;; *) echo "install.sh: cargo deb made no package" >&2; exit 1 ;; esac
+# Build tools: dpkg-dev finds the shared-library dependencies; `make deb` installs cargo-deb.
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-apt_install "$(realpath "$deb")"
+command -v dpkg-shlibdeps >/dev/null && command -v make >/dev/null || apt_install dpkg-dev make
+rm -f target/debian/vmnet_*.deb
+make deb
+apt_install "$(realpath target/debian/vmnet_*.deb)"
 
 # Without NetworkManager, follow the Wi-Fi interface (or that of the default route) through
 # rtnetlink instead, unless the configuration was changed already.
@@ -56,5 +48,5 @@ else
   echo "install.sh: no systemd: vmnetd starts by D-Bus activation on the first call"
 fi
 vmnetctl status
-echo
-echo "To manage guests without a password: sudo adduser ${SUDO_USER:-$(id -un)} vmnet"
+user=${SUDO_USER:-$(id -un)}
+[ "$user" = root ] || printf '\nTo manage guests without a password: sudo adduser %s vmnet\n' "$user"

@@ -110,7 +110,8 @@ pub struct AddArgs {
     pub owner: Option<u32>,
 
     /// The guest's QMP socket, for vmnetd to tell the guest about link changes; a relative
-    /// path is taken from the current directory.
+    /// path is taken from the current directory. Not under /tmp: vmnetd.service has a private
+    /// /tmp (use $XDG_RUNTIME_DIR).
     #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub qmp: Option<PathBuf>,
 }

@@ -55,7 +55,7 @@ complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand ls" -s h -l help -d 'P
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l mac -d 'MAC address of the guest\'s NIC [default: a stable one derived from the name]' -r
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l address -d 'IPv4 address in the current subnet [default: the first free one of the pool]' -r
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l owner -d 'The user who runs the guest\'s QEMU and owns its tap, by name or uid [default: you]' -r -f -a "(__fish_complete_users)"
-complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l qmp -d 'The guest\'s QMP socket, for vmnetd to tell the guest about link changes; a relative path is taken from the current directory' -r -F
+complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l qmp -d 'The guest\'s QMP socket, for vmnetd to tell the guest about link changes; a relative path is taken from the current directory. Not under /tmp: vmnetd.service has a private /tmp (use $XDG_RUNTIME_DIR)' -r -F
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l timeout -d 'How long to wait for vmnetd to answer a call, including a polkit password prompt' -r
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand add" -l no-ask-password -d 'Never ask for a password on the terminal (polkit then decides without asking)'
