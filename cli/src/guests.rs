@@ -119,6 +119,16 @@ pub fn added_text(guest: &GuestInfo, subnet: &str, gateway: &str, dns: &[String]
     )
 }
 
+/// Why vmnetd may not reach a QMP socket at `path`: vmnetd.service has a private /tmp.
+fn unreachable_qmp_warning(path: &Path) -> Option<String> {
+    let private = ["/tmp", "/var/tmp"].into_iter().find(|dir| path.starts_with(dir))?;
+    Some(format!(
+        "warning: vmnetd.service has a private {private}: it cannot reach {}; put QMP sockets in \
+         $XDG_RUNTIME_DIR",
+        path.display()
+    ))
+}
+
 /// The QMP socket path as an absolute path; a relative one is taken from the current directory,
 /// and the user is told.
 fn absolute_qmp(path: &Path) -> Result<String, CliError> {
@@ -131,6 +141,9 @@ fn absolute_qmp(path: &Path) -> Result<String, CliError> {
         .to_owned();
     if path.is_relative() {
         eprintln!("vmnetctl: QMP socket taken as {text}");
+    }
+    if let Some(warning) = unreachable_qmp_warning(&absolute) {
+        eprintln!("vmnetctl: {warning}");
     }
     Ok(text)
 }
@@ -213,5 +226,15 @@ mod tests {
         let text = added_text(&offline, "", "", &[], "alice");
         assert!(text.contains("Address: none yet (the uplink is offline)"), "{text}");
         assert!(!text.contains("Gateway"), "{text}");
+    }
+
+    #[test]
+    fn qmp_sockets_in_a_private_tmp_are_warned_about() {
+        assert!(
+            unreachable_qmp_warning(Path::new("/tmp/web.qmp")).is_some_and(|w| w.contains("private /tmp"))
+        );
+        assert!(unreachable_qmp_warning(Path::new("/var/tmp/vm/web.qmp")).is_some());
+        assert_eq!(unreachable_qmp_warning(Path::new("/run/user/1000/web.qmp")), None);
+        assert_eq!(unreachable_qmp_warning(Path::new("/tmpfoo/web.qmp")), None);
     }
 }

@@ -10,6 +10,7 @@
 
 mod man;
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,20 +18,20 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 /// Every generated file: its path below `packaging/generated/` and its text.
-fn files() -> Vec<(&'static str, String)> {
+fn files() -> io::Result<Vec<(&'static str, String)>> {
     let completion = |shell: Shell| {
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut vmnetctl::command(), "vmnetctl", &mut script);
         String::from_utf8_lossy(&script).into_owned()
     };
-    vec![
-        ("man/vmnetd.8", man::render(vmnetd_cli::Args::command(), "8")),
-        ("man/vmnet-dispatcher.8", man::render(vmnet_dispatcher_cli::Args::command(), "8")),
-        ("man/vmnetctl.1", man::render(vmnetctl::command(), "1")),
+    Ok(vec![
+        ("man/vmnetd.8", man::render(vmnetd_cli::Args::command(), "8")?),
+        ("man/vmnet-dispatcher.8", man::render(vmnet_dispatcher_cli::Args::command(), "8")?),
+        ("man/vmnetctl.1", man::render(vmnetctl::command(), "1")?),
         ("completions/vmnetctl.bash", completion(Shell::Bash)),
         ("completions/_vmnetctl", completion(Shell::Zsh)),
         ("completions/vmnetctl.fish", completion(Shell::Fish)),
-    ]
+    ])
 }
 
 /// `packaging/generated/` of this checkout.
@@ -39,12 +40,22 @@ fn generated_dir() -> PathBuf {
 }
 
 /// The generated files whose copy in `dir` differs or is missing.
-fn out_of_date(dir: &Path) -> Vec<&'static str> {
-    files()
-        .into_iter()
-        .filter(|(name, text)| std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(text.as_str()))
-        .map(|(name, _)| name)
-        .collect()
+fn out_of_date(dir: &Path) -> io::Result<Vec<&'static str>> {
+    let stale = files()?.into_iter().filter(|(name, text)| {
+        std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(text.as_str())
+    });
+    Ok(stale.map(|(name, _)| name).collect())
+}
+
+/// Writes every generated file into `dir`.
+fn write_all(dir: &Path) -> io::Result<()> {
+    for (name, text) in files()? {
+        let path = dir.join(name);
+        let written =
+            path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, text));
+        written.map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -57,23 +68,24 @@ fn main() -> ExitCode {
         }
     };
     let dir = generated_dir();
-    if check {
-        let stale = out_of_date(&dir);
-        for name in &stale {
-            eprintln!("vmnet-generate: packaging/generated/{name} is out of date");
+    let done = if check {
+        out_of_date(&dir).map(|stale| {
+            for name in &stale {
+                eprintln!("vmnet-generate: packaging/generated/{name} is out of date");
+            }
+            stale.is_empty()
+        })
+    } else {
+        write_all(&dir).map(|()| true)
+    };
+    match done {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("vmnet-generate: {e}");
+            ExitCode::FAILURE
         }
-        return if stale.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
-    for (name, text) in files() {
-        let path = dir.join(name);
-        let written =
-            path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, text));
-        if let Err(e) = written {
-            eprintln!("vmnet-generate: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
@@ -82,13 +94,13 @@ mod tests {
 
     #[test]
     fn committed_files_match_the_programs() {
-        let stale = out_of_date(&generated_dir());
+        let stale = out_of_date(&generated_dir()).expect("render");
         assert!(stale.is_empty(), "out of date: {stale:?}; run `cargo run -p vmnet-generate`");
     }
 
     #[test]
     fn man_pages_have_the_sections_people_look_for() {
-        let files = files();
+        let files = files().expect("render");
         let page = |name: &str| files.iter().find(|(n, _)| *n == name).map(|(_, t)| t.as_str()).unwrap_or("");
         for (name, sections) in [
             (

@@ -2,6 +2,8 @@
 //! OPTIONS, then COMMANDS with each subcommand's own arguments, then one section for each block
 //! of the command's `after_help` ("Heading:" followed by "  TERM  description" lines).
 
+use std::io;
+
 use clap::{Arg, Command};
 use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 use clap_mangen::Man;
@@ -11,7 +13,7 @@ use clap_mangen::Man;
 const CHANGELOG: &str = include_str!("../../debian/changelog");
 
 /// The whole page for `command` in manual `section` ("1" user commands, "8" daemons).
-pub fn render(mut command: Command, section: &str) -> String {
+pub fn render(mut command: Command, section: &str) -> io::Result<String> {
     command.build();
     let man = Man::new(command.clone())
         .section(section)
@@ -19,15 +21,11 @@ pub fn render(mut command: Command, section: &str) -> String {
         .source(format!("vmnet {}", env!("CARGO_PKG_VERSION")))
         .manual("vmnet");
     let mut out = Vec::new();
-    let rendered = [
-        man.render_title(&mut out),
-        man.render_name_section(&mut out),
-        man.render_synopsis_section(&mut out),
-        man.render_description_section(&mut out),
-        man.render_options_section(&mut out),
-    ];
-    // Writing into a Vec cannot fail.
-    debug_assert!(rendered.iter().all(Result::is_ok));
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
     let mut roff = Roff::new();
     if command.has_subcommands() {
         commands_section(&mut roff, &command);
@@ -36,7 +34,7 @@ pub fn render(mut command: Command, section: &str) -> String {
         help_sections(&mut roff, &after.to_string());
     }
     out.extend_from_slice(roff.to_roff().as_bytes());
-    without_repeated_preamble(&String::from_utf8_lossy(&out))
+    Ok(without_repeated_preamble(&String::from_utf8_lossy(&out)))
 }
 
 /// "YYYY-MM-DD" of the first entry's trailer line (" -- NAME <MAIL>  Tue, 24 Nov 2026 ...").
