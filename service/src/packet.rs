@@ -1,7 +1,13 @@
 //! `AF_PACKET`/`SOCK_DGRAM` sockets (the kernel adds and strips the link-layer header), as
 //! used for ARP on the uplink and for DHCP requests the IP layer drops.
 
+//!
+//! The kernel waits for an RCU grace period (milliseconds) when a packet socket that receives
+//! stops receiving: on close, and on a bind that moves a receiving socket. So sockets are created
+//! receiving nothing and start with their bind, and they are closed off the async runtime.
+
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
@@ -9,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 const SOCKADDR_LL_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
 
 pub struct PacketSocket {
-    fd: AsyncFd<OwnedFd>,
+    fd: ManuallyDrop<AsyncFd<OwnedFd>>,
     protocol: u16,
 }
 
@@ -17,13 +23,10 @@ impl PacketSocket {
     /// A socket for EtherType `protocol` on interface `ifindex` (0: every interface), with an
     /// optional classic BPF `filter`, attached before any packet is queued.
     pub fn open(protocol: u16, ifindex: i32, filter: Option<&[libc::sock_filter]>) -> io::Result<Self> {
+        // Protocol 0: it receives nothing until bind() names the protocol.
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(protocol.to_be()),
-            )
+            libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
         };
         if raw < 0 {
             return Err(io::Error::last_os_error());
@@ -54,7 +57,7 @@ impl PacketSocket {
         }
         // SAFETY: the AsyncFd owns `fd`, which stays open and the same until it is dropped.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        Ok(Self { fd, protocol })
+        Ok(Self { fd: ManuallyDrop::new(fd), protocol })
     }
 
     pub fn raw_fd(&self) -> i32 {
@@ -118,6 +121,19 @@ impl PacketSocket {
             if let Ok(result) = received {
                 return result;
             }
+        }
+    }
+}
+
+impl Drop for PacketSocket {
+    /// Leaves the runtime's poller here and closes the descriptor on the blocking pool: close(2)
+    /// waits for an RCU grace period, which would hold up every other task of vmnetd.
+    fn drop(&mut self) {
+        // SAFETY: `fd` is taken once, here, and not used afterwards.
+        let fd = unsafe { ManuallyDrop::take(&mut self.fd) }.into_inner();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(fd))),
+            Err(_) => drop(fd),
         }
     }
 }
