@@ -102,11 +102,12 @@ fn installed_files_work_together_on_a_private_bus() {
     assert!(world.taps().is_empty());
 }
 
-/// The regular files below `root` (or listed by dpkg), relative, man pages without ".gz".
+/// Paths made comparable: relative, and man pages without the ".gz" the package adds.
 fn normalized(paths: impl Iterator<Item = String>) -> BTreeSet<String> {
     paths.map(|p| p.trim_start_matches('/').trim_end_matches(".gz").to_owned()).collect()
 }
 
+/// The files below `root`, relative to it.
 fn files_below(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
