@@ -1,6 +1,5 @@
 //! `AF_PACKET`/`SOCK_DGRAM` sockets (the kernel adds and strips the link-layer header), as
 //! used for ARP on the uplink and for DHCP requests the IP layer drops.
-
 //!
 //! The kernel waits for an RCU grace period (milliseconds) when a packet socket that receives
 //! stops receiving: on close, and on a bind that moves a receiving socket. So sockets are created

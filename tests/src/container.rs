@@ -8,7 +8,7 @@
 //! systemd's device policy (`DeviceAllow=`) needs the unified cgroup hierarchy and BPF in the
 //! container; without them systemd ignores it without a word.
 
-use crate::cmd::{error, output, tail, wait_until};
+use crate::cmd::{error, output, run, tail, wait_until};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs;
@@ -38,12 +38,7 @@ fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
 }
 
 fn mount(args: &[&str]) -> io::Result<()> {
-    let out = output(Command::new("mount").args(args))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(error(format!("mount {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim())))
-    }
+    run(Command::new("mount").args(args)).map(drop)
 }
 
 impl Container {
@@ -118,28 +113,22 @@ impl Container {
         error(format!("container {}: {what}; console:\n{}", self.name, tail(&console, 30)))
     }
 
-    /// Runs `argv` inside the container (all its namespaces, as root) and returns its output,
-    /// whatever the exit status.
-    pub fn exec(&self, argv: &[&str]) -> io::Result<Output> {
+    /// `argv` to run inside the container (all its namespaces, as root).
+    fn command(&self, argv: &[&str]) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.args(["-t", &self.leader.to_string(), "-a", "--"]).args(argv).stdin(Stdio::null());
-        output(&mut cmd)
+        cmd
+    }
+
+    /// Runs `argv` inside the container and returns its output, whatever the exit status.
+    pub fn exec(&self, argv: &[&str]) -> io::Result<Output> {
+        output(&mut self.command(argv))
     }
 
     /// Runs `sh -c SCRIPT` inside the container; its stdout, or an error with stderr when it
     /// fails.
     pub fn sh(&self, script: &str) -> io::Result<String> {
-        let out = self.exec(&["sh", "-c", script])?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(error(format!(
-                "in the container, `{script}` failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )))
-        }
+        run(&mut self.command(&["sh", "-c", script]))
     }
 
     fn stop(&mut self) {
