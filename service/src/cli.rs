@@ -1,5 +1,5 @@
 //! vmnetd's command line, as clap sees it: parsed by vmnetd, and rendered into vmnetd(8) by
-//! `packaging/generate` (hence a library target of its own, with nothing but clap in it).
+//! `packaging/generate`.
 
 use std::path::PathBuf;
 

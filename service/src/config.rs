@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use crate::cli::DEFAULT_CONFIG;
 use serde::Deserialize;
-use vmnetd_cli::DEFAULT_CONFIG;
 
 use crate::allocator::Pool;
 

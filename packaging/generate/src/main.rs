@@ -25,7 +25,7 @@ fn files() -> io::Result<Vec<(&'static str, String)>> {
         String::from_utf8_lossy(&script).into_owned()
     };
     Ok(vec![
-        ("man/vmnetd.8", man::render(vmnetd_cli::Args::command(), "8")?),
+        ("man/vmnetd.8", man::render(vmnetd::cli::Args::command(), "8")?),
         ("man/vmnet-dispatcher.8", man::render(vmnet_dispatcher_cli::Args::command(), "8")?),
         ("man/vmnetctl.1", man::render(vmnetctl::command(), "1")?),
         ("completions/vmnetctl.bash", completion(Shell::Bash)),
