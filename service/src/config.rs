@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::DEFAULT_CONFIG;
 use serde::Deserialize;
 
-use crate::allocator::Pool;
+use crate::address_book::Pool;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

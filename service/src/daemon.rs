@@ -1,96 +1,144 @@
-//! Start-up: opens the kernel and bus connections, builds the tasks and runs them until a
-//! signal or a failure.
+//! Start-up: takes the state directory's lock and the bus name (so a second vmnetd changes
+//! nothing), wires the producers to the reconciler, converges, then runs until a signal or
+//! until a long-lived task ends (which makes vmnetd exit non-zero, for systemd to restart it).
 
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use zbus::fdo::{DBusProxy, ObjectManager, RequestNameFlags, RequestNameReply};
+use zbus::names::BusName;
 
+use crate::arp::ArpProber;
 use crate::bus::manager::Manager;
 use crate::bus::publish::Publisher;
 use crate::config::{Config, SourceKind};
-use crate::executor::netlink::Netlink;
+use crate::dhcp::{self, Leases};
 use crate::executor::sysctl::Sysctls;
 use crate::executor::Executor;
-use crate::reconciler::Reconciler;
+use crate::netlink::Netlink;
+use crate::reconciler::notify::WorldNotifier;
+use crate::reconciler::{Inputs, Outputs, Reconciler};
 use crate::state::StateFile;
 use crate::uplink::kernel::KernelUplink;
 use crate::uplink::networkmanager::NmUplink;
-use crate::uplink::{Source, UplinkSource};
+use crate::uplink::Source;
 use crate::view::ManagerView;
 
-/// Pending events before senders wait: a roam's burst fits easily.
-const EVENT_QUEUE: usize = 256;
+/// Commands queued before callers wait.
+const COMMAND_QUEUE: usize = 64;
+/// Decline notices queued; more are dropped by the DHCP server.
+const DECLINE_QUEUE: usize = 64;
+const LOCK_FILE: &str = "lock";
 
 pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
+    let _lock = lock_state_dir(&state_dir)?;
     let state_file = StateFile::new(&state_dir);
     let state = state_file.load().map_err(|e| e.to_string())?;
-    let netlink = Netlink::connect().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
     let connection = zbus::connection::Builder::system()
         .build()
         .await
         .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
-    let source = configured_source(&config, &netlink, &connection).await?;
-    let uplink = source.read().await.unwrap_or_else(|e| {
-        tracing::warn!("cannot read the uplink yet: {e}");
-        None
-    });
     let authorizer =
         vmnet_polkit::Polkit::new(&connection).await.map_err(|e| format!("polkit proxy: {e}"))?;
     let bus = DBusProxy::new(&connection).await.map_err(|e| format!("bus proxy: {e}"))?;
-    let (events, event_queue) = mpsc::channel(EVENT_QUEUE);
+    let (commands, command_queue) = mpsc::channel(COMMAND_QUEUE);
     let (view, view_reader) = watch::channel(ManagerView::default());
-    let manager = Manager::new(events.clone(), view_reader.clone(), Arc::new(authorizer), bus.clone());
+    let (ready, ready_reader) = watch::channel(false);
+    let manager =
+        Manager::new(commands, view_reader.clone(), ready_reader, Arc::new(authorizer), bus.clone());
     let server = connection.object_server();
     let serve = |e: zbus::Error| format!("cannot export {}: {e}", vmnet_dbus::MANAGER_PATH);
     server.at(vmnet_dbus::MANAGER_PATH, manager).await.map_err(serve)?;
     server.at(vmnet_dbus::MANAGER_PATH, ObjectManager).await.map_err(serve)?;
+    own_bus_name(&connection, &bus).await?;
 
-    let executor = Executor::new(netlink, Sysctls::default());
-    let publisher = Publisher::new(connection.clone(), view_reader);
-    let (leases, leases_reader) = watch::channel(crate::dhcp::Leases::default());
-    if config.dhcp.enabled {
-        tokio::spawn(crate::dhcp::run(leases_reader, events.clone()));
-    }
+    // From here on this is the only vmnetd: it may touch the kernel.
+    let (netlink, netlink_task) = Netlink::connect().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
+    let source = configured_source(&config, &netlink, &connection).await?;
+    let uplink = source.clone().follow().await?;
+    let (leases, leases_reader) = watch::channel(Leases::default());
+    let (declines, decline_queue) = mpsc::channel(DECLINE_QUEUE);
+    let dhcp_task = config.dhcp.enabled.then(|| tokio::spawn(dhcp::run(leases_reader, declines)));
+    let notifier = WorldNotifier {
+        publisher: Publisher::new(connection.clone(), view_reader),
+        announce: config.arp.announce,
+    };
+    let first = uplink.borrow().clone();
     let mut reconciler = Reconciler::new(
         config,
-        source.clone(),
-        executor,
+        source,
+        Executor::new(netlink, Sysctls::default()),
+        ArpProber,
         state_file,
         state,
-        uplink.clone(),
-        view,
-        publisher,
-        leases,
+        first,
+        Outputs { view, ready, leases, notifier },
     );
     reconciler.start().await;
-    source.clone().watch(uplink.clone(), events.clone()).await?;
-    // A change between the first read and the subscription would otherwise go unnoticed.
-    if let Ok(now) = source.read().await {
-        if now != uplink {
-            let _ = events.send(crate::reconciler::Event::Uplink(now)).await;
-        }
-    }
-
-    let reply = connection
-        .request_name_with_flags(vmnet_dbus::BUS_NAME, RequestNameFlags::DO_NOT_QUEUE)
-        .await
-        .map_err(|e| format!("cannot own {}: {e}", vmnet_dbus::BUS_NAME))?;
-    if reply != RequestNameReply::PrimaryOwner {
-        return Err(format!("{} is already owned by another process", vmnet_dbus::BUS_NAME));
-    }
     tracing::info!("vmnetd {} ready on {}", env!("CARGO_PKG_VERSION"), vmnet_dbus::BUS_NAME);
 
+    let inputs = Inputs { uplink, commands: command_queue, declines: decline_queue };
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     tokio::select! {
-        () = reconciler.run(event_queue) => Err("the reconciler stopped".into()),
+        () = reconciler.run(inputs) => Err("the reconciler stopped".into()),
+        ended = netlink_task => Err(format!("the rtnetlink connection ended: {ended:?}")),
+        ended = supervise(dhcp_task) => Err(format!("the DHCP server stopped: {ended:?}")),
         _ = terminate.recv() => Ok(()),
         _ = interrupt.recv() => Ok(()),
     }
     .inspect(|()| tracing::info!("stopping; guests' taps and routes stay in place"))
+}
+
+/// Waits for a task that must never end; forever when there is none.
+async fn supervise(task: Option<tokio::task::JoinHandle<()>>) -> Result<(), tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Owns `org.vmnet`, or names the process that does.
+async fn own_bus_name(connection: &zbus::Connection, bus: &DBusProxy<'_>) -> Result<(), String> {
+    let reply = connection
+        .request_name_with_flags(vmnet_dbus::BUS_NAME, RequestNameFlags::DO_NOT_QUEUE)
+        .await
+        .map_err(|e| format!("cannot own {}: {e}", vmnet_dbus::BUS_NAME))?;
+    if reply == RequestNameReply::PrimaryOwner {
+        return Ok(());
+    }
+    let name = BusName::try_from(vmnet_dbus::BUS_NAME).map_err(|e| e.to_string())?;
+    let owner = match bus.get_connection_unix_process_id(name).await {
+        Ok(pid) => format!("process {pid}"),
+        Err(_) => "another process".to_owned(),
+    };
+    Err(format!("{} is already owned by {owner} (another vmnetd?); changing nothing", vmnet_dbus::BUS_NAME))
+}
+
+/// Takes an exclusive lock on the state directory for as long as the returned file is open.
+fn lock_state_dir(dir: &Path) -> Result<File, String> {
+    let path = dir.join(LOCK_FILE);
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(failed)?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() { "another vmnetd".to_owned() } else { format!("vmnetd {holder}") };
+        return Err(format!("{} is in use by {who}; changing nothing", dir.display()));
+    }
+    file.set_len(0).map_err(failed)?;
+    file.rewind().map_err(failed)?;
+    writeln!(file, "pid {}", std::process::id()).map_err(failed)?;
+    Ok(file)
 }
 
 async fn configured_source(

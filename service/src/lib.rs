@@ -3,7 +3,7 @@
 //! command line and starts [`daemon::run`]; the modules are a library so that unit tests, fuzz
 //! targets and the man page generator reach them.
 
-pub mod allocator;
+pub mod address_book;
 pub mod arp;
 pub mod bus;
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod executor;
 pub mod model;
 pub mod names;
+pub mod netlink;
 pub mod packet;
 pub mod planner;
 pub mod qmp;

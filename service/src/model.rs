@@ -174,9 +174,6 @@ pub struct Guest {
     pub tap: String,
     pub mac: Mac,
     pub owner: u32,
-    /// Place of the guest's address in the uplink's subnet (kept across re-homes when it fits);
-    /// `None` when no free address was found.
-    pub host_number: Option<u32>,
     /// Path of the guest's QMP socket, if it registered one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qmp: Option<String>,

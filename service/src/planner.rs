@@ -45,38 +45,59 @@ pub struct Desired {
     pub host_sysctls: Vec<Sysctl>,
 }
 
-/// Plans the kernel state for `guests` behind `uplink` (`None`: offline).
-///
-/// Every guest keeps its tap (up, proxy_arp, rp_filter). Online, each guest with an address
-/// gets a host route, and the uplink gets proxy_arp. ip_forward is on while any guest exists.
-pub fn plan<'a>(uplink: Option<&Uplink>, guests: impl IntoIterator<Item = &'a Guest>) -> Desired {
+/// What one guest wants: its tap and, with an address, the host route to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPlan {
+    pub tap: TapSpec,
+    pub route: Option<HostRoute>,
+}
+
+/// Plans the kernel state for `guests`, each with its address (if it has one), behind `uplink`
+/// (`None`: offline): every guest's [`plan_guest`], and the [`host_sysctls`].
+pub fn plan<'a>(
+    uplink: Option<&Uplink>,
+    guests: impl IntoIterator<Item = (&'a Guest, Option<Ipv4Addr>)>,
+) -> Desired {
     let mut desired = Desired::default();
-    for guest in guests {
-        desired.taps.push(TapSpec {
-            name: guest.tap.clone(),
-            owner: guest.owner,
-            mtu: uplink.map(|u| u.mtu),
-            sysctls: vec![
-                Sysctl::conf(&guest.tap, "proxy_arp", "1"),
-                Sysctl::conf(&guest.tap, "rp_filter", "1"),
-                // The guest is the tap's only neighbour: answer its ARP for LAN hosts at once
-                // instead of after a random delay of up to 0.8 s.
-                Sysctl { key: format!("net/ipv4/neigh/{}/proxy_delay", guest.tap), value: "0" },
-            ],
-        });
-        if let Some(up) = uplink {
-            if let Some(address) = guest.host_number.and_then(|n| up.subnet().host(n)) {
-                desired.routes.push(HostRoute { address, tap: guest.tap.clone() });
-            }
-        }
+    for (guest, address) in guests {
+        let GuestPlan { tap, route } = plan_guest(uplink, guest, address);
+        desired.taps.push(tap);
+        desired.routes.extend(route);
     }
-    if !desired.taps.is_empty() {
-        desired.host_sysctls.push(Sysctl { key: "net/ipv4/ip_forward".into(), value: "1" });
-        if let Some(up) = uplink {
-            desired.host_sysctls.push(Sysctl::conf(&up.interface, "proxy_arp", "1"));
-        }
-    }
+    desired.host_sysctls = host_sysctls(uplink, !desired.taps.is_empty());
     desired
+}
+
+/// One guest's tap (up, proxy_arp, rp_filter, no proxy delay) and, online with an address, its
+/// host route.
+pub fn plan_guest(uplink: Option<&Uplink>, guest: &Guest, address: Option<Ipv4Addr>) -> GuestPlan {
+    let tap = TapSpec {
+        name: guest.tap.clone(),
+        owner: guest.owner,
+        mtu: uplink.map(|u| u.mtu),
+        sysctls: vec![
+            Sysctl::conf(&guest.tap, "proxy_arp", "1"),
+            Sysctl::conf(&guest.tap, "rp_filter", "1"),
+            // The guest is the tap's only neighbour: answer its ARP for LAN hosts at once
+            // instead of after a random delay of up to 0.8 s.
+            Sysctl { key: format!("net/ipv4/neigh/{}/proxy_delay", guest.tap), value: "0" },
+        ],
+    };
+    let route =
+        address.filter(|_| uplink.is_some()).map(|address| HostRoute { address, tap: guest.tap.clone() });
+    GuestPlan { tap, route }
+}
+
+/// The host's settings while any guest exists: ip_forward, and online the uplink's proxy_arp.
+pub fn host_sysctls(uplink: Option<&Uplink>, any_guest: bool) -> Vec<Sysctl> {
+    if !any_guest {
+        return Vec::new();
+    }
+    let mut sysctls = vec![Sysctl { key: "net/ipv4/ip_forward".into(), value: "1" }];
+    if let Some(up) = uplink {
+        sysctls.push(Sysctl::conf(&up.interface, "proxy_arp", "1"));
+    }
+    sysctls
 }
 
 #[cfg(test)]
@@ -96,15 +117,18 @@ mod tests {
         }
     }
 
-    fn guest(name: &str, host_number: Option<u32>) -> Guest {
+    fn guest(name: &str) -> Guest {
         Guest {
             name: name.into(),
             tap: format!("vmt-{name}"),
             mac: Mac([0x0a, 0x76, 0x6d, 0, 0, 1]),
             owner: 1000,
-            host_number,
             qmp: None,
         }
+    }
+
+    fn at(address: &str) -> Option<Ipv4Addr> {
+        address.parse().ok()
     }
 
     #[test]
@@ -115,8 +139,8 @@ mod tests {
 
     #[test]
     fn online_guests_are_routed_and_proxied() {
-        let guests = [guest("a", Some(200)), guest("b", None)];
-        let d = plan(Some(&uplink("198.51.100.10")), &guests);
+        let (a, b) = (guest("a"), guest("b"));
+        let d = plan(Some(&uplink("198.51.100.10")), [(&a, at("198.51.100.200")), (&b, None)]);
         assert_eq!(d.taps.len(), 2);
         assert_eq!((d.taps[0].name.as_str(), d.taps[0].owner, d.taps[0].mtu), ("vmt-a", 1000, Some(1400)));
         assert_eq!(d.routes, [HostRoute { address: "198.51.100.200".parse().unwrap(), tap: "vmt-a".into() }]);
@@ -130,15 +154,15 @@ mod tests {
 
     #[test]
     fn rehome_moves_routes_with_the_subnet() {
-        let guests = [guest("a", Some(200))];
-        let d = plan(Some(&uplink("203.0.113.9")), &guests);
+        let a = guest("a");
+        let d = plan(Some(&uplink("203.0.113.9")), [(&a, at("203.0.113.200"))]);
         assert_eq!(d.routes[0].address, "203.0.113.200".parse::<Ipv4Addr>().unwrap());
     }
 
     #[test]
     fn offline_keeps_taps_and_withdraws_routes_and_uplink_proxy() {
-        let guests = [guest("a", Some(200))];
-        let d = plan(None, &guests);
+        let a = guest("a");
+        let d = plan(None, [(&a, at("198.51.100.200"))]);
         assert_eq!(d.taps[0].mtu, None);
         assert!(d.routes.is_empty());
         let keys: Vec<_> = d.host_sysctls.iter().map(|s| s.key.as_str()).collect();

@@ -19,13 +19,38 @@ pub const FORMAT_VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub version: u32,
-    pub guests: Vec<Guest>,
+    pub guests: Vec<StoredGuest>,
     /// Host sysctls vmnetd changed, with the values to restore.
     #[serde(default)]
     pub saved_sysctls: SavedSysctls,
     /// The subnet guests were last homed in, to tell a re-home after a restart or an outage.
     #[serde(default)]
     pub last_subnet: Option<Subnet>,
+}
+
+/// A [`State`] made of borrowed parts, to save without copying every guest.
+#[derive(Serialize)]
+pub struct StateRef<'a> {
+    pub version: u32,
+    pub guests: Vec<StoredGuestRef<'a>>,
+    pub saved_sysctls: &'a SavedSysctls,
+    pub last_subnet: Option<Subnet>,
+}
+
+#[derive(Serialize)]
+pub struct StoredGuestRef<'a> {
+    #[serde(flatten)]
+    pub guest: &'a Guest,
+    pub host_number: Option<u32>,
+}
+
+/// A guest and the place of its address in the uplink's subnet (kept across re-homes when it
+/// fits; `None` when it has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredGuest {
+    #[serde(flatten)]
+    pub guest: Guest,
+    pub host_number: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +90,9 @@ impl StateFile {
         Ok(state)
     }
 
-    /// Replaces the file atomically: temp file, fsync, rename, fsync of the directory.
-    pub fn save(&self, state: &State) -> Result<(), StateError> {
+    /// Replaces the file atomically: temp file, fsync, rename, fsync of the directory. `state`
+    /// serializes like a [`State`] (or borrows one: [`StateRef`]).
+    pub fn save(&self, state: &impl Serialize) -> Result<(), StateError> {
         let io_err = |source| StateError::Io { path: self.path.clone(), source };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io_err)?;
@@ -105,14 +131,14 @@ mod tests {
         let empty = file.load().unwrap();
         assert!(empty.guests.is_empty());
         let mut state = empty;
-        state.guests.push(Guest {
+        let guest = Guest {
             name: "web".into(),
             tap: "vmt-web".into(),
             mac: Mac([0x0a, 0x76, 0x6d, 1, 2, 3]),
             owner: 1000,
-            host_number: Some(200),
             qmp: Some("/run/user/1000/web.qmp".into()),
-        });
+        };
+        state.guests.push(StoredGuest { guest, host_number: Some(200) });
         state.saved_sysctls.insert("net/ipv4/ip_forward".into(), "0".into());
         state.last_subnet = Some(String::from("198.51.100.0/24").try_into().unwrap());
         file.save(&state).unwrap();
@@ -120,6 +146,7 @@ mod tests {
         assert!(!dir.join("state.json.tmp").exists());
         let text = fs::read_to_string(dir.join("state.json")).unwrap();
         assert!(text.contains("\"mac\": \"0a:76:6d:01:02:03\""), "{text}");
+        assert!(text.contains("\"host_number\": 200"), "the format stays flat: {text}");
         fs::remove_dir_all(dir).unwrap();
     }
 

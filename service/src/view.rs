@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use vmnet_dbus::{guest_state, manager_state, GuestRow};
 
+use crate::address_book::AddressStatus;
 use crate::model::{Guest, Uplink};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +47,13 @@ impl Default for ManagerView {
 }
 
 impl ManagerView {
-    /// `in_use`: how many addresses of the subnet were found in use on the LAN.
+    /// The view of `uplink` and of every guest with its address status.
     pub fn new<'a>(
         uplink: Option<&Uplink>,
-        guests: impl IntoIterator<Item = &'a Guest>,
-        in_use: usize,
+        guests: impl IntoIterator<Item = (&'a Guest, AddressStatus)>,
     ) -> Self {
         let guests =
-            guests.into_iter().map(|g| (g.name.clone(), GuestView::new(uplink, g, in_use))).collect();
+            guests.into_iter().map(|(g, status)| (g.name.clone(), GuestView::new(g, status))).collect();
         let Some(up) = uplink else {
             return Self { guests, ..Self::default() };
         };
@@ -77,25 +77,20 @@ impl ManagerView {
 }
 
 impl GuestView {
-    fn new(uplink: Option<&Uplink>, guest: &Guest, in_use: usize) -> Self {
-        let address = uplink.and_then(|up| up.subnet().host(guest.host_number?));
-        let (state, reason) = match (uplink, address) {
-            (None, _) => (guest_state::OFFLINE, "the uplink has no IPv4 address".to_owned()),
-            (Some(_), Some(_)) => (guest_state::ACTIVE, String::new()),
-            (Some(up), None) => {
-                let note = match in_use {
-                    0 => String::new(),
-                    n => format!(" ({n} addresses answered ARP probes or were declined)"),
-                };
-                (guest_state::CONFLICT, format!("no free address in the pool of {}{note}", up.subnet()))
+    pub fn new(guest: &Guest, status: AddressStatus) -> Self {
+        let (address, state, reason) = match status {
+            AddressStatus::Active(address) => (address.to_string(), guest_state::ACTIVE, String::new()),
+            AddressStatus::Offline => {
+                (String::new(), guest_state::OFFLINE, "the uplink has no IPv4 address".to_owned())
             }
+            AddressStatus::Conflict(reason) => (String::new(), guest_state::CONFLICT, reason),
         };
         Self {
             name: guest.name.clone(),
             tap: guest.tap.clone(),
             mac: guest.mac.to_string(),
             owner: guest.owner,
-            address: address.map(|a| a.to_string()).unwrap_or_default(),
+            address,
             state,
             reason,
             qmp: guest.qmp.clone().unwrap_or_default(),

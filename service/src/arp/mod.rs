@@ -103,6 +103,20 @@ pub async fn probe(
     Ok(found)
 }
 
+/// The address book's prober: ARP probes on the uplink.
+pub struct ArpProber;
+
+impl crate::address_book::Prober for ArpProber {
+    async fn probe(
+        &self,
+        interface: &str,
+        candidates: &[Ipv4Addr],
+        window: Duration,
+    ) -> io::Result<BTreeMap<Ipv4Addr, Mac>> {
+        probe(interface, candidates, window).await
+    }
+}
+
 /// Announces `addresses` as reachable through `interface` (gratuitous ARP), twice.
 pub fn announce(interface: String, addresses: Vec<Ipv4Addr>) {
     if addresses.is_empty() {

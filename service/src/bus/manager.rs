@@ -11,26 +11,29 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{interface, OwnedObjectPath, Variant};
 
-use super::options;
+use super::{options, Command, NewGuest, Reply};
 use crate::names::validate_guest_name;
-use crate::reconciler::{Event, NewGuest, Reply};
 use crate::view::ManagerView;
 
 pub struct Manager {
-    events: mpsc::Sender<Event>,
+    commands: mpsc::Sender<Command>,
     view: watch::Receiver<ManagerView>,
+    /// True once the first full sync is done: reads wait for it, so no client ever sees the
+    /// state before vmnetd has converged.
+    ready: watch::Receiver<bool>,
     authorizer: Arc<dyn Authorizer>,
     bus: DBusProxy<'static>,
 }
 
 impl Manager {
     pub fn new(
-        events: mpsc::Sender<Event>,
+        commands: mpsc::Sender<Command>,
         view: watch::Receiver<ManagerView>,
+        ready: watch::Receiver<bool>,
         authorizer: Arc<dyn Authorizer>,
         bus: DBusProxy<'static>,
     ) -> Self {
-        Self { events, view, authorizer, bus }
+        Self { commands, view, ready, authorizer, bus }
     }
 
     /// Authorizes the caller for `action`: root always, anyone else through polkit.
@@ -65,14 +68,17 @@ impl Manager {
         Ok(caller)
     }
 
-    async fn request<T>(&self, event: impl FnOnce(Reply<T>) -> Event) -> Result<T, Error> {
+    async fn request<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
         let stopped = || Error::Failed("vmnetd is shutting down".into());
-        self.events.send(event(reply)).await.map_err(|_| stopped())?;
+        self.commands.send(command(reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
-    fn read<T>(&self, field: impl FnOnce(&ManagerView) -> T) -> T {
+    async fn read<T>(&self, field: impl FnOnce(&ManagerView) -> T) -> T {
+        let mut ready = self.ready.clone();
+        // Closed only when vmnetd stops; then the last view is as good as any.
+        let _ = ready.wait_for(|ready| *ready).await;
         field(&self.view.borrow())
     }
 }
@@ -99,27 +105,27 @@ impl Manager {
             address: options.address,
             qmp: options.qmp,
         };
-        self.request(|reply| Event::AddGuest(guest, reply)).await
+        self.request(|reply| Command::AddGuest(guest, reply)).await
     }
 
     async fn remove_guest(&self, name: String, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
         checked_name(&name)?;
-        let owner = self.read(|v| v.guests.get(&name).map(|g| g.owner));
+        let owner = self.read(|v| v.guests.get(&name).map(|g| g.owner)).await;
         let Some(owner) = owner else {
             return Err(Error::NotFound(format!("no guest named {name:?}")));
         };
         self.authorize_for_owner(&header, Some(owner)).await?;
-        self.request(|reply| Event::RemoveGuest(name, reply)).await
+        self.request(|reply| Command::RemoveGuest(name, reply)).await
     }
 
     async fn list_guests(&self) -> Vec<GuestRow> {
-        self.read(ManagerView::rows)
+        self.read(ManagerView::rows).await
     }
 
     async fn resync(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
         let caller = self.caller_uid(&header).await?;
         self.authorize(&header, caller, Action::Resync).await?;
-        self.request(Event::Resync).await
+        self.request(Command::Resync).await
     }
 
     #[zbus(signal)]
@@ -127,33 +133,33 @@ impl Manager {
         -> zbus::Result<()>;
 
     #[zbus(property)]
-    fn state(&self) -> String {
-        self.read(|v| v.state.to_owned())
+    async fn state(&self) -> String {
+        self.read(|v| v.state.to_owned()).await
     }
 
     #[zbus(property)]
-    fn uplink(&self) -> String {
-        self.read(|v| v.uplink.clone())
+    async fn uplink(&self) -> String {
+        self.read(|v| v.uplink.clone()).await
     }
 
     #[zbus(property)]
-    fn host_address(&self) -> String {
-        self.read(|v| v.host_address.clone())
+    async fn host_address(&self) -> String {
+        self.read(|v| v.host_address.clone()).await
     }
 
     #[zbus(property)]
-    fn subnet(&self) -> String {
-        self.read(|v| v.subnet.clone())
+    async fn subnet(&self) -> String {
+        self.read(|v| v.subnet.clone()).await
     }
 
     #[zbus(property)]
-    fn gateway(&self) -> String {
-        self.read(|v| v.gateway.clone())
+    async fn gateway(&self) -> String {
+        self.read(|v| v.gateway.clone()).await
     }
 
     #[zbus(property)]
-    fn nameservers(&self) -> Vec<String> {
-        self.read(|v| v.nameservers.clone())
+    async fn nameservers(&self) -> Vec<String> {
+        self.read(|v| v.nameservers.clone()).await
     }
 
     #[zbus(property(emits_changed_signal = "const"))]

@@ -9,7 +9,7 @@ use zbus::Connection;
 use super::guest::GuestObject;
 use super::manager::Manager;
 use crate::model::Subnet;
-use crate::view::ManagerView;
+use crate::view::{GuestView, ManagerView};
 
 pub struct Publisher {
     connection: Connection,
@@ -32,28 +32,45 @@ impl Publisher {
     }
 
     async fn publish_guests(&self, old: &ManagerView, new: &ManagerView) -> zbus::Result<()> {
-        let server = self.connection.object_server();
         for name in old.guests.keys().filter(|n| !new.guests.contains_key(*n)) {
-            server.remove::<GuestObject, _>(guest_object_path(name)).await?;
+            self.publish_guest(name, old.guests.get(name), None).await?;
         }
         for (name, guest) in &new.guests {
-            let path = guest_object_path(name);
-            let Some(before) = old.guests.get(name) else {
-                server.at(path, GuestObject::new(name.clone(), self.view.clone())).await?;
-                continue;
-            };
-            if before == guest {
-                continue;
+            self.publish_guest(name, old.guests.get(name), Some(guest)).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells D-Bus about one guest that changed from `old` to `new` (`None`: no such guest):
+    /// its object appears or goes, or its changed properties are signalled.
+    pub async fn publish_guest(
+        &self,
+        name: &str,
+        old: Option<&GuestView>,
+        new: Option<&GuestView>,
+    ) -> zbus::Result<()> {
+        let server = self.connection.object_server();
+        let path = guest_object_path(name);
+        let (before, guest) = match (old, new) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => return server.remove::<GuestObject, _>(path).await.map(drop),
+            (None, Some(_)) => {
+                return server.at(path, GuestObject::new(name.to_owned(), self.view.clone())).await.map(drop)
             }
-            let iface: InterfaceRef<GuestObject> = server.interface(path).await?;
-            let object = iface.get().await;
-            let emitter = iface.signal_emitter();
-            if before.address != guest.address {
-                object.address_changed(emitter).await?;
-            }
-            if before.state != guest.state {
-                object.state_changed(emitter).await?;
-            }
+            (Some(before), Some(guest)) if before == guest => return Ok(()),
+            (Some(before), Some(guest)) => (before, guest),
+        };
+        let iface: InterfaceRef<GuestObject> = server.interface(path).await?;
+        let object = iface.get().await;
+        let emitter = iface.signal_emitter();
+        if before.address != guest.address {
+            object.address_changed(emitter).await?;
+        }
+        if before.state != guest.state {
+            object.state_changed(emitter).await?;
+        }
+        if before.reason != guest.reason {
+            object.state_reason_changed(emitter).await?;
         }
         Ok(())
     }

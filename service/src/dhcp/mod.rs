@@ -2,7 +2,8 @@
 //!
 //! The reconciler publishes [`Leases`] after every change; [`run`] keeps one socket task per
 //! tap in step with it. A task only reads the latest leases when a request arrives, so a
-//! re-home needs no coordination beyond publishing.
+//! re-home needs no coordination beyond publishing. A guest's DECLINE is reported as a
+//! [`Declined`] notice.
 
 mod respond;
 mod socket;
@@ -22,32 +23,29 @@ use respond::{respond, Destination, Outcome};
 pub use respond::{LeaseParams, TapLease};
 
 use crate::config::DhcpConfig;
-use crate::model::{Guest, Uplink};
-use crate::reconciler::Event;
+use crate::model::Uplink;
 
 /// What the server hands out: `params` is `None` while the uplink is offline (nothing is
-/// served then); `taps` maps each tap to its guest.
+/// served then); `taps` maps each tap that exists to its guest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Leases {
     pub params: Option<LeaseParams>,
-    pub taps: BTreeMap<String, TapLease>,
+    pub taps: BTreeMap<String, ServedTap>,
 }
 
-impl Leases {
-    pub fn new<'a>(
-        config: &DhcpConfig,
-        uplink: Option<&Uplink>,
-        guests: impl IntoIterator<Item = &'a Guest>,
-    ) -> Self {
-        let subnet = uplink.map(Uplink::subnet);
-        let taps = guests
-            .into_iter()
-            .map(|g| {
-                let address = subnet.and_then(|s| s.host(g.host_number?));
-                (g.tap.clone(), TapLease { guest: g.name.clone(), mac: g.mac, address })
-            })
-            .collect();
-        let params = uplink.zip(subnet).map(|(up, subnet)| LeaseParams {
+/// A tap the server answers on: a tap recreated under the same name has another index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedTap {
+    pub ifindex: u32,
+    pub lease: TapLease,
+}
+
+impl LeaseParams {
+    /// What every lease behind `uplink` carries; `None` offline.
+    pub fn new(config: &DhcpConfig, uplink: Option<&Uplink>) -> Option<Self> {
+        let up = uplink?;
+        let subnet = up.subnet();
+        Some(LeaseParams {
             server: up.address,
             netmask: subnet.netmask(),
             broadcast: subnet.broadcast(),
@@ -55,9 +53,15 @@ impl Leases {
             domains: up.domains.clone(),
             mtu: up.mtu,
             lease_seconds: config.lease_seconds,
-        });
-        Self { params, taps }
+        })
     }
+}
+
+/// A guest's DHCP client found its address in use on the LAN (it sent DHCPDECLINE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declined {
+    pub guest: String,
+    pub address: Ipv4Addr,
 }
 
 struct TapServer {
@@ -69,44 +73,21 @@ struct TapServer {
 /// What every tap's server reads and writes.
 struct Shared {
     leases: watch::Receiver<Leases>,
-    events: mpsc::Sender<Event>,
+    declines: mpsc::Sender<Declined>,
     /// Per tap: the last address ACKed and the server identifier of that lease.
     acked: Mutex<BTreeMap<String, (Ipv4Addr, DhcpOption)>>,
 }
 
-/// Serves DHCP on every tap in `leases` until the sender is dropped. Declines are sent to the
-/// reconciler as [`Event::Declined`].
-pub async fn run(mut leases: watch::Receiver<Leases>, events: mpsc::Sender<Event>) {
-    let shared = Arc::new(Shared { leases: leases.clone(), events, acked: Mutex::new(BTreeMap::new()) });
+/// Serves DHCP on every tap in `leases` until the sender is dropped, and reports declines.
+pub async fn run(mut leases: watch::Receiver<Leases>, declines: mpsc::Sender<Declined>) {
+    let shared = Arc::new(Shared { leases: leases.clone(), declines, acked: Mutex::new(BTreeMap::new()) });
     let stale = stale::StaleListener::open()
         .inspect_err(|e| tracing::warn!("cannot listen for DHCP requests from stale addresses: {e}"))
         .ok();
     let mut raw = vec![0u8; 1600];
     let mut servers: BTreeMap<String, TapServer> = BTreeMap::new();
     loop {
-        let taps: Vec<String> = leases.borrow_and_update().taps.keys().cloned().collect();
-        servers.retain(|tap, server| {
-            let keep = taps.contains(tap) && ifindex(tap) == Some(server.ifindex);
-            if !keep {
-                server.task.abort();
-            }
-            keep
-        });
-        for tap in taps {
-            if servers.contains_key(&tap) {
-                continue;
-            }
-            // A tap that does not exist yet (or failed) is tried again at the next change.
-            let Some(index) = ifindex(&tap) else { continue };
-            match socket::bind_to_tap(&tap) {
-                Ok(socket) => {
-                    let socket = Arc::new(socket);
-                    let task = tokio::spawn(serve(tap.clone(), socket.clone(), shared.clone()));
-                    servers.insert(tap, TapServer { ifindex: index, socket, task });
-                }
-                Err(e) => tracing::warn!("cannot serve DHCP on {tap}: {e}"),
-            }
-        }
+        follow_taps(&leases.borrow_and_update(), &mut servers, &shared);
         loop {
             tokio::select! {
                 changed = leases.changed() => match changed {
@@ -137,8 +118,30 @@ pub async fn run(mut leases: watch::Receiver<Leases>, events: mpsc::Sender<Event
     }
 }
 
-fn ifindex(tap: &str) -> Option<u32> {
-    nix::net::if_::if_nametoindex(tap).ok()
+/// Keeps one server per tap in `leases`: stops those of taps gone or recreated, starts the
+/// missing ones. No system call for the taps that stay, however many there are.
+fn follow_taps(leases: &Leases, servers: &mut BTreeMap<String, TapServer>, shared: &Arc<Shared>) {
+    servers.retain(|tap, server| {
+        let keep = leases.taps.get(tap).is_some_and(|served| served.ifindex == server.ifindex);
+        if !keep {
+            server.task.abort();
+        }
+        keep
+    });
+    for (tap, served) in &leases.taps {
+        if servers.contains_key(tap) {
+            continue;
+        }
+        match socket::bind_to_tap(tap) {
+            Ok(socket) => {
+                let socket = Arc::new(socket);
+                let task = tokio::spawn(serve(tap.clone(), socket.clone(), shared.clone()));
+                servers.insert(tap.clone(), TapServer { ifindex: served.ifindex, socket, task });
+            }
+            // Tried again at the next change of the leases.
+            Err(e) => tracing::warn!("cannot serve DHCP on {tap}: {e}"),
+        }
+    }
 }
 
 async fn serve(tap: String, socket: Arc<UdpSocket>, shared: Arc<Shared>) {
@@ -161,10 +164,10 @@ async fn answer(shared: &Shared, tap: &str, socket: &UdpSocket, bytes: &[u8]) {
     };
     let (guest, outcome) = {
         let leases = shared.leases.borrow();
-        let (Some(params), Some(lease)) = (&leases.params, leases.taps.get(tap)) else {
+        let (Some(params), Some(served)) = (&leases.params, leases.taps.get(tap)) else {
             return; // offline: serve nothing
         };
-        (lease.guest.clone(), respond(&request, lease, params))
+        (served.lease.guest.clone(), respond(&request, &served.lease, params))
     };
     match outcome {
         Outcome::Reply(mut reply, to) => {
@@ -195,7 +198,7 @@ async fn answer(shared: &Shared, tap: &str, socket: &UdpSocket, bytes: &[u8]) {
         }
         Outcome::Declined(address) => {
             tracing::warn!("DHCP: {guest} on {tap} declined {address}: it is in use on the LAN");
-            let _ = shared.events.send(Event::Declined { guest, address }).await;
+            let _ = shared.declines.send(Declined { guest, address }).await;
         }
         Outcome::Released(address) => tracing::info!("DHCP: {guest} on {tap} released {address}"),
         Outcome::Ignored(why) => tracing::debug!("DHCP on {tap}: ignored a request: {why}"),
@@ -215,7 +218,7 @@ async fn receive_stale(
 /// A request from an address the kernel would not deliver: neither unconfigured (0.0.0.0) nor
 /// the guest's current address.
 fn is_stale(leases: &watch::Receiver<Leases>, tap: &str, source: Ipv4Addr) -> bool {
-    let current = leases.borrow().taps.get(tap).and_then(|lease| lease.address);
+    let current = leases.borrow().taps.get(tap).and_then(|served| served.lease.address);
     !source.is_unspecified() && Some(source) != current
 }
 

@@ -1,22 +1,32 @@
-//! Applies a [`Desired`] state to the kernel: reads first, changes only what differs, sweeps
-//! what vmnetd owns and no longer wants, and keeps going past errors (collecting them).
+//! Applies planned state to the kernel: reads first, changes only what differs, sweeps what
+//! vmnetd owns and no longer wants, and keeps going past errors (collecting them).
+//!
+//! Two kinds of step: [`Kernel::sync_all`] reads everything back and sweeps (at start, on
+//! uplink changes, on resync and on a slow timer); the per-guest steps touch one guest's tap,
+//! sysctls and route only, so that adding or removing a guest costs the same with 1000 guests
+//! as with one.
 
-pub mod netlink;
+mod guest;
+mod host;
+mod sync;
 pub mod sysctl;
 pub mod tun;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
 use std::net::Ipv4Addr;
 
-use crate::names::TAP_PREFIX;
-use crate::planner::{Desired, TapSpec};
-use netlink::{Link, Netlink, VMNET_ROUTE_PROTOCOL};
+use futures::FutureExt;
+use tokio::task::JoinHandle;
+
+use crate::netlink::{self, Netlink};
+use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
 use sysctl::Sysctls;
 
 /// Previous values of host sysctls vmnetd changed, by key: restored when no longer wanted.
 pub type SavedSysctls = BTreeMap<String, String>;
 
-/// What one `apply` did.
+/// What one step did.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub taps_created: usize,
@@ -28,213 +38,144 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// Taps that could not be set up.
     pub failed_taps: BTreeSet<String>,
+    /// The interface index of every tap set up (or verified) by the step.
+    pub tap_indexes: BTreeMap<String, u32>,
+}
+
+impl Outcome {
+    fn error(&mut self, error: impl ToString) {
+        self.errors.push(error.to_string());
+    }
+}
+
+/// The kernel operations the reconciler asks for (faked in its unit tests).
+pub trait Kernel {
+    /// Records the current value of each of `wanted`'s host sysctls that is about to change
+    /// for the first time, so it can be restored later. Returns whether `saved` grew (persist
+    /// it before anything is written).
+    fn record_originals(&self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Result<bool, String>;
+
+    /// Reads everything back and converges it to `desired`, sweeping what vmnetd owns and no
+    /// longer wants; restores saved host sysctls that are no longer wanted.
+    fn sync_all(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> impl Future<Output = Outcome>;
+
+    /// One guest's tap, tap sysctls and route. `previous` is the address it had: its route
+    /// goes when the address changed.
+    fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>)
+        -> impl Future<Output = Outcome>;
+
+    /// Removes one guest's route and takes its tap down (no frames pass from then on); the
+    /// tap itself is deleted in the background.
+    fn remove_guest(&mut self, tap: &str, route: Option<&HostRoute>) -> impl Future<Output = Outcome>;
+
+    /// Writes the host sysctls `wanted` and restores the saved ones that are not.
+    fn sync_host(&mut self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Outcome;
+
+    /// Waits until the taps being deleted are gone.
+    fn settle(&mut self) -> impl Future<Output = Outcome>;
+
+    /// Verifies every tap's sysctls again at the next full sync.
+    fn forget(&mut self);
 }
 
 pub struct Executor {
     netlink: Netlink,
     sysctls: Sysctls,
     /// Taps (name, ifindex) whose own sysctls were verified. A tap's sysctls only reset when
-    /// the tap is recreated, and then it has a new index; [`Executor::forget`] drops the cache.
+    /// the tap is recreated, and then it has a new index.
     verified_taps: HashSet<(String, u32)>,
+    /// Taps being deleted on the netlink thread, by name.
+    deleting: HashMap<String, JoinHandle<netlink::Result<()>>>,
 }
 
 impl Executor {
     pub fn new(netlink: Netlink, sysctls: Sysctls) -> Self {
-        Self { netlink, sysctls, verified_taps: HashSet::new() }
+        Self { netlink, sysctls, verified_taps: HashSet::new(), deleting: HashMap::new() }
     }
 
-    /// Verifies everything again on the next `apply` (for an explicit resync).
-    pub fn forget(&mut self) {
-        self.verified_taps.clear();
+    /// Deletes a tap in the background (the kernel takes tens of ms for it).
+    fn start_deleting(&mut self, index: u32, name: &str) {
+        let netlink = self.netlink.clone();
+        let owned = name.to_owned();
+        let task = tokio::spawn(async move { netlink.delete_link(index, &owned).await });
+        self.verified_taps.retain(|(tap, _)| tap != name);
+        self.deleting.insert(name.to_owned(), task);
     }
 
-    /// Records the current value of each host sysctl `desired` is about to change for the first
-    /// time, so it can be restored later. Returns whether `saved` grew (persist it before
-    /// `apply` writes anything).
-    pub fn record_originals(&self, desired: &Desired, saved: &mut SavedSysctls) -> Result<bool, String> {
-        let mut grew = false;
-        for setting in &desired.host_sysctls {
-            if saved.contains_key(&setting.key) {
-                continue;
-            }
-            let current = self.sysctls.read(&setting.key).map_err(|e| e.to_string())?;
-            if current != setting.value {
-                saved.insert(setting.key.clone(), current);
-                grew = true;
+    /// Waits for the deletion of tap `name`, if one is under way, so it can be created anew.
+    async fn finish_deleting(&mut self, name: &str, outcome: &mut Outcome) {
+        if let Some(task) = self.deleting.remove(name) {
+            collect_deletion(name, task.await, outcome);
+        }
+    }
+
+    /// Collects the deletions that have finished; returns the names still being deleted.
+    fn reap_deletions(&mut self, outcome: &mut Outcome) -> BTreeSet<String> {
+        let done: Vec<String> = self
+            .deleting
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in done {
+            // Finished, so it is ready at the first poll.
+            if let Some(result) = self.deleting.remove(&name).and_then(|task| task.now_or_never()) {
+                collect_deletion(&name, result, outcome);
             }
         }
-        Ok(grew)
+        self.deleting.keys().cloned().collect()
+    }
+}
+
+fn collect_deletion(
+    name: &str,
+    result: Result<netlink::Result<()>, tokio::task::JoinError>,
+    outcome: &mut Outcome,
+) {
+    match result {
+        Ok(Ok(())) => outcome.taps_removed += 1,
+        Ok(Err(e)) => outcome.error(e),
+        Err(e) => outcome.error(format!("deleting {name}: {e}")),
+    }
+}
+
+impl Kernel for Executor {
+    fn record_originals(&self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Result<bool, String> {
+        host::record_originals(&self.sysctls, wanted, saved)
     }
 
-    pub async fn apply(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
+    async fn sync_all(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
+        self.full_sync(desired, saved).await
+    }
+
+    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>) -> Outcome {
         let mut outcome = Outcome::default();
-        let links = match self.netlink.links().await {
-            Ok(links) => links,
-            Err(e) => {
-                outcome.errors.push(e.to_string());
-                return outcome;
-            }
-        };
-        let mut by_name: HashMap<String, Link> = links.into_iter().map(|l| (l.name.clone(), l)).collect();
-        self.ensure_taps(desired, &mut by_name, &mut outcome).await;
-        self.ensure_tap_sysctls(desired, &by_name, &mut outcome);
-        self.ensure_host_sysctls(desired, saved, &mut outcome);
-        self.ensure_routes(desired, &by_name, &mut outcome).await;
-        self.sweep_taps(desired, &by_name, &mut outcome).await;
+        self.finish_deleting(&plan.tap.name, &mut outcome).await;
+        self.set_up_guest(plan, previous, &mut outcome).await;
         outcome
     }
 
-    async fn ensure_taps(&self, desired: &Desired, links: &mut HashMap<String, Link>, outcome: &mut Outcome) {
-        for spec in &desired.taps {
-            match self.ensure_tap(spec, links).await {
-                Ok(created) => outcome.taps_created += usize::from(created),
-                Err(e) => {
-                    outcome.errors.push(e);
-                    outcome.failed_taps.insert(spec.name.clone());
-                }
-            }
-        }
+    async fn remove_guest(&mut self, tap: &str, route: Option<&HostRoute>) -> Outcome {
+        let mut outcome = Outcome::default();
+        self.take_down_guest(tap, route, &mut outcome).await;
+        outcome
     }
 
-    /// Creates the tap (or fixes its owner), then sets it up with the wanted MTU. Returns
-    /// whether it was created.
-    async fn ensure_tap(&self, spec: &TapSpec, links: &mut HashMap<String, Link>) -> Result<bool, String> {
-        let existing = links.get(&spec.name);
-        if existing.is_some_and(|l| !l.is_tun) {
-            return Err(format!("{} exists and is not a tap: left alone", spec.name));
-        }
-        let created = existing.is_none();
-        if existing.is_none_or(|l| l.tun_owner != Some(spec.owner)) {
-            tun::ensure_persistent_tap(&spec.name, spec.owner).map_err(|e| e.to_string())?;
-            let link = self
-                .netlink
-                .link_by_name(&spec.name)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{} vanished after creation", spec.name))?;
-            links.insert(spec.name.clone(), link);
-        }
-        let link = links.get(&spec.name).ok_or_else(|| format!("{} is missing", spec.name))?;
-        let mtu = spec.mtu.filter(|&mtu| mtu != link.mtu);
-        if !link.up || mtu.is_some() {
-            self.netlink.set_up(link, mtu).await.map_err(|e| e.to_string())?;
-        }
-        Ok(created)
+    fn sync_host(&mut self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Outcome {
+        let mut outcome = Outcome::default();
+        host::sync(&self.sysctls, wanted, saved, &mut outcome);
+        outcome
     }
 
-    fn ensure_tap_sysctls(
-        &mut self,
-        desired: &Desired,
-        links: &HashMap<String, Link>,
-        outcome: &mut Outcome,
-    ) {
-        let current: HashSet<(String, u32)> = desired
-            .taps
-            .iter()
-            .filter_map(|tap| links.get(&tap.name).map(|l| (tap.name.clone(), l.index)))
-            .collect();
-        self.verified_taps.retain(|key| current.contains(key));
-        for tap in &desired.taps {
-            let Some(link) = links.get(&tap.name) else { continue };
-            let key = (tap.name.clone(), link.index);
-            if self.verified_taps.contains(&key) {
-                continue;
-            }
-            let mut verified = true;
-            for setting in &tap.sysctls {
-                match self.sysctls.ensure(&setting.key, setting.value) {
-                    Ok(wrote) => outcome.sysctls_written += usize::from(wrote),
-                    Err(e) => {
-                        outcome.errors.push(e.to_string());
-                        verified = false;
-                    }
-                }
-            }
-            if verified {
-                self.verified_taps.insert(key);
-            }
+    async fn settle(&mut self) -> Outcome {
+        let mut outcome = Outcome::default();
+        for (name, task) in std::mem::take(&mut self.deleting) {
+            collect_deletion(&name, task.await, &mut outcome);
         }
+        outcome
     }
 
-    fn ensure_host_sysctls(&self, desired: &Desired, saved: &mut SavedSysctls, outcome: &mut Outcome) {
-        for setting in &desired.host_sysctls {
-            match self.sysctls.ensure(&setting.key, setting.value) {
-                Ok(wrote) => outcome.sysctls_written += usize::from(wrote),
-                Err(e) => outcome.errors.push(e.to_string()),
-            }
-        }
-        let wanted: BTreeSet<&str> = desired.host_sysctls.iter().map(|s| s.key.as_str()).collect();
-        saved.retain(|key, original| {
-            if wanted.contains(key.as_str()) {
-                return true;
-            }
-            match self.sysctls.ensure(key, original) {
-                Ok(wrote) => {
-                    outcome.sysctls_written += usize::from(wrote);
-                    false
-                }
-                Err(e) if e.is_missing() => false, // its interface is gone: nothing to restore
-                Err(e) => {
-                    outcome.errors.push(format!("restoring: {e}"));
-                    true
-                }
-            }
-        });
-    }
-
-    async fn ensure_routes(&self, desired: &Desired, links: &HashMap<String, Link>, outcome: &mut Outcome) {
-        let current = match self.netlink.main_routes().await {
-            Ok(routes) => routes,
-            Err(e) => {
-                outcome.errors.push(e.to_string());
-                return;
-            }
-        };
-        let ours: Vec<_> = current.into_iter().filter(|r| r.protocol == VMNET_ROUTE_PROTOCOL).collect();
-        let present: HashSet<(Ipv4Addr, u32)> = ours
-            .iter()
-            .filter(|r| r.prefix_len == 32)
-            .filter_map(|r| Some((r.destination, r.oif?)))
-            .collect();
-        let mut wanted: HashSet<(Ipv4Addr, u32)> = HashSet::new();
-        for route in &desired.routes {
-            let Some(tap) = links.get(&route.tap) else { continue }; // its tap failed: reported
-            wanted.insert((route.address, tap.index));
-            if !present.contains(&(route.address, tap.index)) {
-                match self.netlink.replace_host_route(route.address, tap.index).await {
-                    Ok(()) => outcome.routes_set += 1,
-                    Err(e) => outcome.errors.push(e.to_string()),
-                }
-            }
-        }
-        let wanted_addresses: HashSet<Ipv4Addr> = wanted.iter().map(|(addr, _)| *addr).collect();
-        for route in &ours {
-            let keep = route.prefix_len == 32
-                && route.oif.is_some_and(|oif| wanted.contains(&(route.destination, oif)));
-            if keep {
-                continue;
-            }
-            // A replaced route (same /32, other tap) is already gone.
-            let replaced = route.prefix_len == 32 && wanted_addresses.contains(&route.destination);
-            if replaced {
-                continue;
-            }
-            match self.netlink.delete_route(route).await {
-                Ok(()) => outcome.routes_removed += 1,
-                Err(e) => outcome.errors.push(e.to_string()),
-            }
-        }
-    }
-
-    async fn sweep_taps(&self, desired: &Desired, links: &HashMap<String, Link>, outcome: &mut Outcome) {
-        let wanted: BTreeSet<&str> = desired.taps.iter().map(|t| t.name.as_str()).collect();
-        for link in links.values() {
-            if link.is_tun && link.name.starts_with(TAP_PREFIX) && !wanted.contains(link.name.as_str()) {
-                match self.netlink.delete_link(link).await {
-                    Ok(()) => outcome.taps_removed += 1,
-                    Err(e) => outcome.errors.push(e.to_string()),
-                }
-            }
-        }
+    fn forget(&mut self) {
+        self.verified_taps.clear();
     }
 }

@@ -3,19 +3,25 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
-use netlink_packet_core::NetlinkPayload;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::MulticastGroup;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
-use super::{resolv, UplinkSource};
+use super::{first_reading, resolv};
 use crate::config::UplinkConfig;
-use crate::executor::netlink::Netlink;
 use crate::model::Uplink;
-use crate::reconciler::Event;
+use crate::netlink::Netlink;
+
+type Notifications = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, rtnetlink::sys::SocketAddr)>;
+/// Notifications of one change arrive within a few ms: read once after the burst.
+const BURST: Duration = Duration::from_millis(2);
 
 #[derive(Clone)]
 pub struct KernelUplink {
@@ -37,7 +43,7 @@ impl KernelUplink {
         }
     }
 
-    async fn read_uplink(&self) -> Result<Option<Uplink>, String> {
+    pub async fn read_uplink(&self) -> Result<Option<Uplink>, String> {
         let Some(link) = self.netlink.link_by_name(&self.interface).await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
@@ -48,9 +54,7 @@ impl KernelUplink {
         let Some(&(address, prefix_len)) = addresses.first() else {
             return Ok(None);
         };
-        let routes = self.netlink.main_routes().await.map_err(|e| e.to_string())?;
-        let gateway =
-            routes.iter().filter(|r| r.prefix_len == 0 && r.oif == Some(link.index)).find_map(|r| r.gateway);
+        let gateway = self.netlink.default_gateway(link.index).await.map_err(|e| e.to_string())?;
         let resolv = resolv::read(&self.resolv_conf);
         let nameservers =
             if self.nameservers.is_empty() { resolv.nameservers } else { self.nameservers.clone() };
@@ -66,47 +70,70 @@ impl KernelUplink {
         }))
     }
 
-    /// Follows link, IPv4 address and default-route notifications and sends
-    /// `Event::Uplink` whenever what [`UplinkSource::read`] returns changes. A burst of
-    /// notifications (an address replaced, a route moved) is read once, after the burst.
-    pub fn watch(self, initial: Option<Uplink>, events: mpsc::Sender<Event>) -> std::io::Result<()> {
-        let groups = [MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv4Route];
-        let (connection, _, mut notifications) = rtnetlink::new_multicast_connection(&groups)?;
-        tokio::spawn(connection);
+    /// Follows link, IPv4 address and default-route notifications; after each burst of them
+    /// the uplink is read again into the returned channel. If notifications were lost (the
+    /// socket overran) or the socket closed, it reads again (and resubscribes): never silence.
+    pub async fn follow(self) -> std::io::Result<watch::Receiver<Option<Uplink>>> {
+        let mut notifications = subscribe()?;
+        let (latest, reader) = watch::channel(first_reading(self.read_uplink()).await);
         tokio::spawn(async move {
-            let mut last = initial;
-            while let Some((message, _)) = notifications.next().await {
-                let mut relevant = is_relevant(&message.payload, &self.interface);
-                // Drain what is already queued, so a burst costs one read.
-                while let Ok(Some((more, _))) =
-                    tokio::time::timeout(std::time::Duration::from_millis(2), notifications.next()).await
-                {
-                    relevant |= is_relevant(&more.payload, &self.interface);
-                }
+            loop {
+                let relevant = match next_burst(&mut notifications, &self.interface).await {
+                    Some(relevant) => relevant,
+                    None => {
+                        tracing::warn!("rtnetlink notifications ended; subscribing again");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        match subscribe() {
+                            Ok(again) => notifications = again,
+                            Err(e) => tracing::error!("cannot subscribe to rtnetlink again: {e}"),
+                        }
+                        true
+                    }
+                };
                 if !relevant {
                     continue;
                 }
                 match self.read_uplink().await {
-                    Ok(now) if now != last => {
-                        last = now.clone();
-                        if events.send(Event::Uplink(now)).await.is_err() {
+                    Ok(now) => {
+                        if latest.send(now).is_err() {
                             return; // the reconciler is gone: shutting down
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::warn!("reading uplink {}: {e}", self.interface),
                 }
             }
-            tracing::error!("rtnetlink notifications ended; uplink changes are no longer followed");
         });
-        Ok(())
+        Ok(reader)
     }
 }
 
-/// Changes of the uplink's link and IPv4 addresses, and of default routes. Not vmnetd's own
-/// taps and host routes, which change by the thousand during a re-home.
+fn subscribe() -> std::io::Result<Notifications> {
+    let groups = [MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv4Route];
+    let (connection, _, notifications) = rtnetlink::new_multicast_connection(&groups)?;
+    tokio::spawn(connection);
+    Ok(notifications)
+}
+
+/// Waits for a notification and drains the rest of its burst; returns whether any of them
+/// concerns the uplink, `None` when the stream ended.
+async fn next_burst(notifications: &mut Notifications, interface: &str) -> Option<bool> {
+    let (message, _) = notifications.next().await?;
+    let mut relevant = is_relevant(&message.payload, interface);
+    while let Ok(Some((more, _))) = tokio::time::timeout(BURST, notifications.next()).await {
+        relevant |= is_relevant(&more.payload, interface);
+    }
+    Some(relevant)
+}
+
+/// Changes of the uplink's link and IPv4 addresses, and of default routes, or lost
+/// notifications. Not vmnetd's own taps and host routes, which change by the thousand during a
+/// re-home.
 fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>, interface: &str) -> bool {
-    let NetlinkPayload::InnerMessage(message) = payload else { return false };
+    let message = match payload {
+        NetlinkPayload::InnerMessage(message) => message,
+        NetlinkPayload::Overrun(_) => return true,
+        _ => return false,
+    };
     match message {
         RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
             r.header.destination_prefix_length == 0
@@ -120,11 +147,5 @@ fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>, interface: &str) -
                 if label == interface || label.strip_prefix(interface).is_some_and(|rest| rest.starts_with(':')))
         }),
         _ => false,
-    }
-}
-
-impl UplinkSource for KernelUplink {
-    async fn read(&self) -> Result<Option<Uplink>, String> {
-        self.read_uplink().await
     }
 }

@@ -5,24 +5,22 @@
 //! interface). A connection counts once it is activating or activated *and* its device has an
 //! IPv4 address: on a roam NM switches `PrimaryConnection` before the address exists, so the
 //! address (AddressData), not the switch, is what moves the uplink. Every PropertiesChanged under NM's object
-//! tree and every NameOwnerChanged of NM triggers a re-read; only a changed result reaches the
-//! reconciler, so a burst of signals costs one converge.
+//! tree and every NameOwnerChanged of NM triggers a re-read into a `watch` channel, so a burst
+//! of signals leaves one value for the reconciler.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch};
 use zbus::fdo::DBusProxy;
 use zbus::message::Type as MessageType;
 use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant};
 
-use super::UplinkSource;
+use super::first_reading;
 use crate::config::UplinkConfig;
 use crate::model::Uplink;
-use crate::reconciler::Event;
 
 const NM: &str = "org.freedesktop.NetworkManager";
 const NM_PATH: &str = "/org/freedesktop/NetworkManager";
@@ -72,7 +70,7 @@ impl NmUplink {
         reply.body().deserialize()
     }
 
-    async fn read_uplink(&self) -> Result<Option<Uplink>, String> {
+    pub async fn read_uplink(&self) -> Result<Option<Uplink>, String> {
         // Never auto-start NM by calling it: only read while it runs.
         let nm_running = self.bus.name_has_owner(NM.try_into().map_err(|e| format!("{e}"))?).await;
         if !nm_running.map_err(|e| format!("asking the bus about NetworkManager: {e}"))? {
@@ -165,9 +163,10 @@ impl NmUplink {
         Ok(Some(Uplink { interface, address, prefix_len, gateway, mtu, nameservers, domains }))
     }
 
-    /// Follows NM's signals (and NM coming and going) and sends `Event::Uplink` whenever the
-    /// uplink read after them differs from the last one sent.
-    pub async fn watch(self, initial: Option<Uplink>, events: mpsc::Sender<Event>) -> zbus::Result<()> {
+    /// Follows NM's signals (and NM coming and going); after each burst the uplink is read
+    /// again into the returned channel. Subscribes before the first reading, so no change in
+    /// between is missed.
+    pub async fn follow(self) -> zbus::Result<watch::Receiver<Option<Uplink>>> {
         let changes = MatchRule::builder()
             .msg_type(MessageType::Signal)
             .interface("org.freedesktop.DBus.Properties")
@@ -184,37 +183,36 @@ impl NmUplink {
         let changes = MessageStream::for_match_rule(changes, &self.connection, None).await?;
         let owner = MessageStream::for_match_rule(owner, &self.connection, None).await?;
         let mut signals = futures::stream::select(changes, owner);
+        let (latest, reader) = watch::channel(first_reading(self.read_uplink()).await);
         // Signals are drained by a task of their own that never waits for a method reply: a
         // signal queue left full while a GetAll reply is awaited would stall the connection.
-        let changed = Arc::new(Notify::new());
-        let notify = changed.clone();
+        // A full queue of one means a read is pending already.
+        let (notify, mut changed) = mpsc::channel::<()>(1);
         tokio::spawn(async move {
             while let Some(message) = signals.next().await {
                 if message.as_ref().is_ok_and(is_relevant) {
-                    notify.notify_one();
+                    let _ = notify.try_send(());
                 }
             }
+            // The bus connection closed: NM cannot be read from now on. The reader below ends
+            // too, the reconciler sees its channel close and vmnetd exits, to be restarted.
             tracing::error!("the bus connection closed; NetworkManager is no longer followed");
         });
         tokio::spawn(async move {
-            let mut last = initial;
-            loop {
-                changed.notified().await;
+            while changed.recv().await.is_some() {
                 // Let the rest of a burst arrive; what comes during the read causes one more.
                 tokio::time::sleep(QUIET).await;
                 match self.read_uplink().await {
-                    Ok(now) if now != last => {
-                        last = now.clone();
-                        if events.send(Event::Uplink(now)).await.is_err() {
+                    Ok(now) => {
+                        if latest.send(now).is_err() {
                             return;
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::warn!("reading NetworkManager's uplink: {e}"),
                 }
             }
         });
-        Ok(())
+        Ok(reader)
     }
 }
 
@@ -236,10 +234,4 @@ where
     T: TryFrom<OwnedVariant>,
 {
     properties.get(name)?.try_clone().ok().and_then(|v| T::try_from(v).ok())
-}
-
-impl UplinkSource for NmUplink {
-    async fn read(&self) -> Result<Option<Uplink>, String> {
-        self.read_uplink().await
-    }
 }

@@ -1,4 +1,4 @@
-//! Picks guest addresses in the uplink's subnet.
+//! The pool and the occupancy rules: which host numbers of the uplink's subnet a guest may get.
 //!
 //! Addresses are kept as host numbers (the place after the network address), so a guest keeps
 //! its host part when the laptop roams to another subnet of the same size.
@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
-use crate::model::{Subnet, Uplink};
+use super::Network;
+use crate::model::Subnet;
 
 /// Host numbers guests get addresses from, relative to the subnet: positive numbers count from
 /// the network address, negative ones back from the broadcast address (-1 is the broadcast).
@@ -45,13 +46,13 @@ pub struct Occupancy {
 
 impl Occupancy {
     /// Reserves the host's own address, the gateway and the addresses found in use on the LAN
-    /// in `uplink`'s subnet.
-    pub fn new(uplink: &Uplink, in_use: &BTreeSet<Ipv4Addr>) -> Self {
-        let subnet = uplink.subnet();
-        let taken = [uplink.address]
+    /// (`in_use`) in `network`'s subnet.
+    pub fn new(network: &Network, in_use: impl IntoIterator<Item = Ipv4Addr>) -> Self {
+        let subnet = network.subnet;
+        let taken = [network.host]
             .into_iter()
-            .chain(uplink.gateway)
-            .chain(in_use.iter().copied())
+            .chain(network.gateway)
+            .chain(in_use)
             .filter_map(|addr| subnet.host_number(addr))
             .collect();
         Self { subnet, taken }
@@ -91,17 +92,17 @@ impl Occupancy {
     }
 }
 
-/// Gives every guest an address in `uplink`'s subnet: each keeps its host number when that is
+/// Gives every guest an address in `network`'s subnet: each keeps its host number when that is
 /// still free (not in use on the LAN either), the others get the first free numbers of `pool`
 /// (or `None`: no room). Guests are served in the order given. Returns whether any host number
 /// changed.
 pub fn assign<'a>(
-    uplink: &Uplink,
+    network: &Network,
     pool: &Pool,
-    in_use: &BTreeSet<Ipv4Addr>,
+    in_use: impl IntoIterator<Item = Ipv4Addr>,
     host_numbers: impl IntoIterator<Item = &'a mut Option<u32>>,
 ) -> bool {
-    let mut occupancy = Occupancy::new(uplink, in_use);
+    let mut occupancy = Occupancy::new(network, in_use);
     let mut homeless = Vec::new();
     for slot in host_numbers {
         match *slot {
@@ -122,25 +123,19 @@ pub fn assign<'a>(
 mod tests {
     use super::*;
 
-    fn uplink(addr: &str, prefix_len: u8, gateway: &str) -> Uplink {
-        Uplink {
-            interface: "wlan0".into(),
-            address: addr.parse().unwrap(),
-            prefix_len,
-            gateway: gateway.parse().ok(),
-            mtu: 1500,
-            nameservers: vec![],
-            domains: vec![],
-        }
+    fn uplink(addr: &str, prefix_len: u8, gateway: &str) -> Network {
+        let host = addr.parse().unwrap();
+        let subnet = Subnet::containing(host, prefix_len).unwrap();
+        Network { interface: "wlan0".into(), subnet, host, gateway: gateway.parse().ok() }
     }
 
     #[test]
     fn pool_is_relative_and_clipped() {
-        let s24 = uplink("198.51.100.10", 24, "").subnet();
+        let s24 = uplink("198.51.100.10", 24, "").subnet;
         assert_eq!(Pool::default().range(s24), Some((200, 249)));
         assert_eq!(Pool { first: -10, last: -2 }.range(s24), Some((246, 254)));
         assert_eq!(Pool { first: 0, last: 1000 }.range(s24), Some((1, 254)));
-        let s28 = uplink("198.51.100.10", 28, "").subnet();
+        let s28 = uplink("198.51.100.10", 28, "").subnet;
         assert_eq!(Pool::default().range(s28), None);
         assert_eq!(Pool { first: -4, last: -2 }.range(s28), Some((12, 14)));
     }
@@ -149,10 +144,10 @@ mod tests {
     fn never_network_broadcast_host_gateway_or_taken() {
         let up = uplink("198.51.100.201", 24, "198.51.100.200");
         let mut slots = vec![None, None, Some(202)];
-        assert!(assign(&up, &Pool { first: 200, last: 204 }, &BTreeSet::new(), slots.iter_mut()));
+        assert!(assign(&up, &Pool { first: 200, last: 204 }, [], slots.iter_mut()));
         assert_eq!(slots, vec![Some(203), Some(204), Some(202)]);
         let mut more = [None];
-        assign(&up, &Pool { first: 254, last: 300 }, &BTreeSet::new(), more.iter_mut());
+        assign(&up, &Pool { first: 254, last: 300 }, [], more.iter_mut());
         assert_eq!(more, [Some(254)]);
     }
 
@@ -160,24 +155,24 @@ mod tests {
     fn rehome_keeps_host_numbers_that_fit() {
         let office = uplink("203.0.113.50", 24, "203.0.113.1");
         let mut slots = vec![Some(200), Some(50), Some(201)];
-        assert!(assign(&office, &Pool::default(), &BTreeSet::new(), slots.iter_mut()));
+        assert!(assign(&office, &Pool::default(), [], slots.iter_mut()));
         // 50 is the host's own address in the new subnet: that guest moves to the first free.
         assert_eq!(slots, vec![Some(200), Some(202), Some(201)]);
-        assert!(!assign(&office, &Pool::default(), &BTreeSet::new(), slots.iter_mut()), "stable");
+        assert!(!assign(&office, &Pool::default(), [], slots.iter_mut()), "stable");
     }
 
     #[test]
     fn smaller_subnet_and_exhaustion() {
         let small = uplink("192.0.2.1", 29, "192.0.2.6");
         let mut slots = vec![Some(200), None, None, None, None, None];
-        assign(&small, &Pool { first: 1, last: -2 }, &BTreeSet::new(), slots.iter_mut());
+        assign(&small, &Pool { first: 1, last: -2 }, [], slots.iter_mut());
         assert_eq!(slots, vec![Some(2), Some(3), Some(4), Some(5), None, None]);
     }
 
     #[test]
     fn requested_addresses() {
         let up = uplink("198.51.100.10", 24, "198.51.100.1");
-        let mut occ = Occupancy::new(&up, &BTreeSet::new());
+        let mut occ = Occupancy::new(&up, []);
         assert_eq!(occ.take_address("198.51.100.77".parse().unwrap()), Ok(77));
         for bad in [
             "198.51.100.77",
@@ -194,9 +189,9 @@ mod tests {
     #[test]
     fn addresses_in_use_on_the_lan_are_skipped_and_their_guests_moved() {
         let up = uplink("198.51.100.10", 24, "198.51.100.1");
-        let in_use: BTreeSet<Ipv4Addr> = ["198.51.100.200".parse().unwrap()].into();
+        let in_use: [Ipv4Addr; 1] = ["198.51.100.200".parse().unwrap()];
         let mut slots = vec![Some(200), None];
-        assert!(assign(&up, &Pool::default(), &in_use, slots.iter_mut()));
+        assert!(assign(&up, &Pool::default(), in_use, slots.iter_mut()));
         assert_eq!(slots, vec![Some(201), Some(202)]);
     }
 }

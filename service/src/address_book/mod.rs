@@ -1,0 +1,352 @@
+//! The address book: which guest has which address of the uplink's subnet, and why a guest
+//! has none.
+//!
+//! It owns the rules: addresses come from the pool and are never the network, broadcast, host
+//! or gateway address nor another guest's; a guest keeps its host number across re-homes when
+//! it is still free; a requested address is honoured or refused; an address found in use on the
+//! LAN (it answered an ARP probe, or the guest's DHCP client declined it) is not given until
+//! the next uplink change or resync. New addresses are probed through the [`Prober`] first.
+
+mod pool;
+#[cfg(test)]
+pub mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+pub use pool::{Occupancy, Pool};
+
+use crate::model::{Mac, Subnet, Uplink};
+
+/// Rounds of probing in one re-home: each round moves the guests whose address answered.
+const PROBE_ROUNDS: usize = 4;
+/// Pool addresses probed at once for a new guest.
+const PROBE_BATCH: usize = 4;
+
+/// Asks the LAN whether addresses are taken (ARP probes on the uplink).
+pub trait Prober {
+    /// Probes `candidates` on `interface` for `window`; returns those that answered, with the
+    /// MAC that did.
+    fn probe(
+        &self,
+        interface: &str,
+        candidates: &[Ipv4Addr],
+        window: Duration,
+    ) -> impl Future<Output = io::Result<BTreeMap<Ipv4Addr, Mac>>>;
+}
+
+/// What addressing depends on: the uplink's interface, subnet, own address and gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub interface: String,
+    pub subnet: Subnet,
+    pub host: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl Network {
+    pub fn of(uplink: &Uplink) -> Self {
+        Self {
+            interface: uplink.interface.clone(),
+            subnet: uplink.subnet(),
+            host: uplink.address,
+            gateway: uplink.gateway,
+        }
+    }
+}
+
+/// Where a guest stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressStatus {
+    Active(Ipv4Addr),
+    /// The uplink is offline: no subnet to give an address from.
+    Offline,
+    /// Online, but no address could be given; the reason says why.
+    Conflict(String),
+}
+
+/// A requested address that cannot be given, or a pool with no room.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AddressUnavailable(pub String);
+
+pub struct AddressBook<P> {
+    pool: Pool,
+    probe_window: Duration,
+    prober: P,
+    network: Option<Network>,
+    /// Guests with an address, by name: the host number in `network`'s subnet.
+    numbers: BTreeMap<String, u32>,
+    /// Addresses of the current subnet found in use on the LAN, with who holds them.
+    in_use: BTreeMap<Ipv4Addr, String>,
+    /// Addresses of the current subnet that passed a probe (or were ours before a restart).
+    probed: BTreeSet<Ipv4Addr>,
+}
+
+impl<P: Prober> AddressBook<P> {
+    pub fn new(pool: Pool, probe_window: Duration, prober: P) -> Self {
+        Self {
+            pool,
+            probe_window,
+            prober,
+            network: None,
+            numbers: BTreeMap::new(),
+            in_use: BTreeMap::new(),
+            probed: BTreeSet::new(),
+        }
+    }
+
+    /// Takes back the host numbers of the state file. Homed in `last_subnet` and still there,
+    /// the addresses were probed before and are not probed again.
+    pub fn restore(
+        &mut self,
+        numbers: impl IntoIterator<Item = (String, u32)>,
+        last_subnet: Option<Subnet>,
+        uplink: Option<&Uplink>,
+    ) {
+        self.numbers = numbers.into_iter().collect();
+        self.network = uplink.map(Network::of);
+        if let Some(network) = self.network.as_ref().filter(|n| Some(n.subnet) == last_subnet) {
+            self.probed = self.numbers.values().filter_map(|&n| network.subnet.host(n)).collect();
+        }
+    }
+
+    /// Follows the uplink. Any change forgets what was found in use (a conflict is retried at the
+    /// next change); another subnet forgets what was probed.
+    pub fn set_uplink(&mut self, uplink: Option<&Uplink>) {
+        let network = uplink.map(Network::of);
+        if network == self.network {
+            return;
+        }
+        self.in_use.clear();
+        if network.as_ref().map(|n| n.subnet) != self.network.as_ref().map(|n| n.subnet) {
+            self.probed.clear();
+        }
+        self.network = network;
+    }
+
+    /// Forgets the addresses found in use, so that they are probed again (a resync).
+    pub fn forget_lan(&mut self) {
+        self.in_use.clear();
+    }
+
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_ref()
+    }
+
+    pub fn number(&self, guest: &str) -> Option<u32> {
+        self.numbers.get(guest).copied()
+    }
+
+    pub fn address(&self, guest: &str) -> Option<Ipv4Addr> {
+        self.network.as_ref()?.subnet.host(self.number(guest)?)
+    }
+
+    pub fn status(&self, guest: &str) -> AddressStatus {
+        let Some(network) = &self.network else { return AddressStatus::Offline };
+        match self.address(guest) {
+            Some(address) => AddressStatus::Active(address),
+            None => {
+                let note = match self.in_use.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} addresses answered ARP probes or were declined)"),
+                };
+                AddressStatus::Conflict(format!("no free address in the pool of {}{note}", network.subnet))
+            }
+        }
+    }
+
+    /// An address for a new guest `guest`: `requested`, or the first free one of the pool that
+    /// nobody on the LAN answers for. Offline, a guest gets none (and may request none).
+    pub async fn admit(
+        &mut self,
+        guest: &str,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Option<Ipv4Addr>, AddressUnavailable> {
+        let Some(network) = self.network.clone() else {
+            return match requested {
+                Some(address) => Err(AddressUnavailable(format!(
+                    "cannot give {address}: the uplink is offline, so there is no subnet to check it against"
+                ))),
+                None => Ok(None),
+            };
+        };
+        self.numbers.remove(guest);
+        let number = match requested {
+            Some(address) => self.take_requested(&network, address).await?,
+            None => self.take_from_pool(&network).await.ok_or_else(|| self.pool_exhausted(&network))?,
+        };
+        self.numbers.insert(guest.to_owned(), number);
+        Ok(network.subnet.host(number))
+    }
+
+    /// Gives `guest` (who has none) the first free address of the pool, probed; `None` when
+    /// there is no room.
+    pub async fn place(&mut self, guest: &str) -> Option<Ipv4Addr> {
+        let network = self.network.clone()?;
+        self.numbers.remove(guest);
+        let number = self.take_from_pool(&network).await?;
+        self.numbers.insert(guest.to_owned(), number);
+        network.subnet.host(number)
+    }
+
+    async fn take_requested(
+        &mut self,
+        network: &Network,
+        address: Ipv4Addr,
+    ) -> Result<u32, AddressUnavailable> {
+        // Asked for by name: look again rather than trust an earlier answer.
+        self.in_use.remove(&address);
+        let number = self.occupancy(network).take_address(address).map_err(AddressUnavailable)?;
+        self.probe(network, &[address]).await;
+        match self.in_use.get(&address) {
+            Some(why) => Err(AddressUnavailable(format!("{address} is in use on the LAN: {why}"))),
+            None => Ok(number),
+        }
+    }
+
+    /// Probes free pool addresses in batches until one is not answered for.
+    async fn take_from_pool(&mut self, network: &Network) -> Option<u32> {
+        loop {
+            let mut occupancy = self.occupancy(network);
+            let candidates: Vec<u32> =
+                (0..PROBE_BATCH).map_while(|_| occupancy.take_from(&self.pool)).collect();
+            if candidates.is_empty() {
+                return None;
+            }
+            let addresses: Vec<Ipv4Addr> =
+                candidates.iter().filter_map(|&n| network.subnet.host(n)).collect();
+            self.probe(network, &addresses).await;
+            let free = candidates
+                .iter()
+                .find(|&&n| network.subnet.host(n).is_some_and(|a| !self.in_use.contains_key(&a)));
+            if let Some(&number) = free {
+                return Some(number);
+            }
+        }
+    }
+
+    fn pool_exhausted(&self, network: &Network) -> AddressUnavailable {
+        let note = match self.in_use.len() {
+            0 => String::new(),
+            n => format!(" ({n} of its addresses are in use on the LAN)"),
+        };
+        AddressUnavailable(format!(
+            "no free address left in the pool ({} to {}) of {}{note}; remove a guest or widen [pool] in vmnetd.toml",
+            self.pool.first, self.pool.last, network.subnet,
+        ))
+    }
+
+    /// Host numbers taken by the host, the gateway, the LAN and the guests.
+    fn occupancy(&self, network: &Network) -> Occupancy {
+        let mut occupancy = Occupancy::new(network, self.in_use.keys().copied());
+        for &number in self.numbers.values() {
+            occupancy.take(number);
+        }
+        occupancy
+    }
+
+    /// Gives every guest of `guests` (in that order of preference) an address in the current
+    /// subnet: each keeps its host number when it is free, the others get free pool addresses;
+    /// new addresses are probed, and guests whose address answered move on. Returns whether any
+    /// guest's number changed.
+    pub async fn rehome<'a>(&mut self, guests: impl IntoIterator<Item = &'a str>) -> bool {
+        let names: Vec<&str> = guests.into_iter().collect();
+        let Some(network) = self.network.clone() else { return false };
+        let mut slots: Vec<Option<u32>> = names.iter().map(|name| self.number(name)).collect();
+        let before = slots.clone();
+        for round in 0..=PROBE_ROUNDS {
+            pool::assign(&network, &self.pool, self.in_use.keys().copied(), slots.iter_mut());
+            let unprobed: Vec<Ipv4Addr> = slots
+                .iter()
+                .filter_map(|slot| network.subnet.host((*slot)?))
+                .filter(|a| !self.probed.contains(a))
+                .collect();
+            if unprobed.is_empty() {
+                break;
+            }
+            if round == PROBE_ROUNDS {
+                // Still moving after several rounds: these wait for the next change.
+                for slot in &mut slots {
+                    if slot.and_then(|n| network.subnet.host(n)).is_some_and(|a| unprobed.contains(&a)) {
+                        *slot = None;
+                    }
+                }
+                break;
+            }
+            self.probe(&network, &unprobed).await;
+        }
+        for (name, slot) in names.iter().zip(&slots) {
+            match slot {
+                Some(number) => self.numbers.insert((*name).to_owned(), *number),
+                None => self.numbers.remove(*name),
+            };
+        }
+        self.numbers.retain(|name, _| names.contains(&name.as_str()));
+        slots != before
+    }
+
+    /// The guest's DHCP client found `address` in use. Returns whether that was the guest's
+    /// address, which it then loses; the address is not given again until the next change.
+    pub fn declined(&mut self, guest: &str, address: Ipv4Addr) -> bool {
+        if self.address(guest) != Some(address) {
+            return false;
+        }
+        self.in_use.insert(address, format!("declined by guest {guest}'s DHCP client"));
+        self.probed.remove(&address);
+        self.numbers.remove(guest);
+        true
+    }
+
+    /// The guest is gone: its address is free, and probed again before it is given again
+    /// (someone on the LAN may take it from now on).
+    pub fn release(&mut self, guest: &str) {
+        if let Some(address) = self.address(guest) {
+            self.probed.remove(&address);
+        }
+        self.numbers.remove(guest);
+    }
+
+    /// Gives `guest` back the host number it had (`None`: none), after a change that could not
+    /// be kept.
+    pub fn reinstate(&mut self, guest: &str, number: Option<u32>) {
+        match number {
+            Some(number) => self.numbers.insert(guest.to_owned(), number),
+            None => self.numbers.remove(guest),
+        };
+    }
+
+    /// Probes the addresses not probed yet in this subnet and records those in use.
+    async fn probe(&mut self, network: &Network, addresses: &[Ipv4Addr]) {
+        let fresh: Vec<Ipv4Addr> = addresses.iter().copied().filter(|a| !self.probed.contains(a)).collect();
+        if fresh.is_empty() {
+            return;
+        }
+        if self.probe_window.is_zero() {
+            self.probed.extend(fresh);
+            return;
+        }
+        match self.prober.probe(&network.interface, &fresh, self.probe_window).await {
+            Ok(found) => {
+                for address in fresh {
+                    match found.get(&address) {
+                        Some(mac) => {
+                            tracing::warn!("{address} is in use on the LAN ({mac} answered): not giving it");
+                            self.in_use.insert(address, format!("{mac} answered an ARP probe for it"));
+                        }
+                        None => {
+                            self.probed.insert(address);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot probe addresses on {}: {e}; giving them unprobed", network.interface);
+                self.probed.extend(fresh);
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! One guest's kernel state: its tap (created persistent and owned by the guest's user, up,
+//! with the uplink's MTU), the tap's own sysctls and the /32 route to it.
+
+use std::net::Ipv4Addr;
+
+use super::{tun, Executor, Outcome};
+use crate::netlink::{Link, Route, VMNET_ROUTE_PROTOCOL};
+use crate::planner::{GuestPlan, HostRoute, TapSpec};
+
+impl Executor {
+    pub(super) async fn set_up_guest(
+        &mut self,
+        plan: &GuestPlan,
+        previous: Option<Ipv4Addr>,
+        outcome: &mut Outcome,
+    ) {
+        let existing = match self.netlink.link_by_name(&plan.tap.name).await {
+            Ok(link) => link,
+            Err(e) => {
+                outcome.error(e);
+                outcome.failed_taps.insert(plan.tap.name.clone());
+                return;
+            }
+        };
+        let Some(link) = self.ensure_tap(&plan.tap, existing, outcome).await else { return };
+        self.ensure_tap_sysctls(&plan.tap, &link, outcome);
+        let wanted = plan.route.as_ref().map(|r| r.address);
+        if let Some(address) = wanted {
+            match self.netlink.replace_host_route(address, link.index).await {
+                Ok(()) => outcome.routes_set += 1,
+                Err(e) => outcome.error(e),
+            }
+        }
+        if let Some(old) = previous.filter(|old| Some(*old) != wanted) {
+            match self.netlink.delete_route(&host_route(old, Some(link.index))).await {
+                Ok(()) => outcome.routes_removed += 1,
+                Err(e) => outcome.error(e),
+            }
+        }
+    }
+
+    /// Creates the tap (or fixes its owner), then sets it up with the wanted MTU. Returns the
+    /// link as it is now, or `None` (reported) when it cannot be set up.
+    pub(super) async fn ensure_tap(
+        &self,
+        spec: &TapSpec,
+        existing: Option<Link>,
+        outcome: &mut Outcome,
+    ) -> Option<Link> {
+        match self.try_ensure_tap(spec, existing, outcome).await {
+            Ok(link) => {
+                outcome.tap_indexes.insert(spec.name.clone(), link.index);
+                Some(link)
+            }
+            Err(e) => {
+                outcome.error(e);
+                outcome.failed_taps.insert(spec.name.clone());
+                None
+            }
+        }
+    }
+
+    async fn try_ensure_tap(
+        &self,
+        spec: &TapSpec,
+        existing: Option<Link>,
+        outcome: &mut Outcome,
+    ) -> Result<Link, String> {
+        if existing.as_ref().is_some_and(|l| !l.is_tun) {
+            return Err(format!("{} exists and is not a tap: left alone", spec.name));
+        }
+        let mut link = match existing {
+            Some(link) if link.tun_owner == Some(spec.owner) => link,
+            existing => {
+                tun::ensure_persistent_tap(&spec.name, spec.owner).map_err(|e| e.to_string())?;
+                outcome.taps_created += usize::from(existing.is_none());
+                self.netlink
+                    .link_by_name(&spec.name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{} vanished after creation", spec.name))?
+            }
+        };
+        let mtu = spec.mtu.filter(|&mtu| mtu != link.mtu);
+        if !link.up || mtu.is_some() {
+            self.netlink.set_up(&link, mtu).await.map_err(|e| e.to_string())?;
+            link.up = true;
+            link.mtu = mtu.unwrap_or(link.mtu);
+        }
+        Ok(link)
+    }
+
+    /// Writes the tap's own sysctls once per tap (name and index): they only reset when the
+    /// tap is recreated, and then it has a new index.
+    pub(super) fn ensure_tap_sysctls(&mut self, spec: &TapSpec, link: &Link, outcome: &mut Outcome) {
+        let key = (spec.name.clone(), link.index);
+        if self.verified_taps.contains(&key) {
+            return;
+        }
+        let mut verified = true;
+        for setting in &spec.sysctls {
+            match self.sysctls.ensure(&setting.key, setting.value) {
+                Ok(wrote) => outcome.sysctls_written += usize::from(wrote),
+                Err(e) => {
+                    outcome.error(e);
+                    verified = false;
+                }
+            }
+        }
+        if verified {
+            self.verified_taps.retain(|(tap, _)| *tap != spec.name);
+            self.verified_taps.insert(key);
+        }
+    }
+
+    pub(super) async fn take_down_guest(
+        &mut self,
+        tap: &str,
+        route: Option<&HostRoute>,
+        outcome: &mut Outcome,
+    ) {
+        let link = match self.netlink.link_by_name(tap).await {
+            Ok(link) => link,
+            Err(e) => return outcome.error(e),
+        };
+        if let Some(route) = route {
+            match self.netlink.delete_route(&host_route(route.address, link.as_ref().map(|l| l.index))).await
+            {
+                Ok(()) => outcome.routes_removed += 1,
+                Err(e) => outcome.error(e),
+            }
+        }
+        let Some(link) = link.filter(|l| l.is_tun) else { return };
+        if let Err(e) = self.netlink.set_down(link.index, tap).await {
+            outcome.error(e);
+        }
+        self.start_deleting(link.index, tap);
+    }
+}
+
+/// One of vmnetd's /32 routes, as the kernel matches it for deletion.
+fn host_route(address: Ipv4Addr, oif: Option<u32>) -> Route {
+    Route { destination: address, prefix_len: 32, oif, gateway: None, protocol: VMNET_ROUTE_PROTOCOL }
+}

@@ -1,0 +1,113 @@
+//! The full sync: every tap and route vmnetd owns read back, converged to the plan, and what is
+//! no longer wanted swept.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use futures::{stream, StreamExt};
+
+use super::{host, Executor, Outcome, SavedSysctls};
+use crate::names::TAP_PREFIX;
+use crate::netlink::{Link, Route};
+use crate::planner::Desired;
+
+/// Route requests in flight at once: the connection task batches them into fewer wake-ups.
+const ROUTES_IN_FLIGHT: usize = 64;
+
+impl Executor {
+    pub(super) async fn full_sync(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
+        let mut outcome = Outcome::default();
+        let being_deleted = self.reap_deletions(&mut outcome);
+        // Wanted taps that are still being deleted are created anew once that is done.
+        for spec in &desired.taps {
+            if being_deleted.contains(&spec.name) {
+                self.finish_deleting(&spec.name, &mut outcome).await;
+            }
+        }
+        let links = match self.netlink.tun_links().await {
+            Ok(links) => links,
+            Err(e) => {
+                outcome.error(e);
+                return outcome;
+            }
+        };
+        let mut by_name: HashMap<String, Link> = links.into_iter().map(|l| (l.name.clone(), l)).collect();
+        let current: HashSet<(String, u32)> = desired
+            .taps
+            .iter()
+            .filter_map(|tap| by_name.get(&tap.name).map(|l| (tap.name.clone(), l.index)))
+            .collect();
+        self.verified_taps.retain(|key| current.contains(key));
+        for spec in &desired.taps {
+            let existing = by_name.remove(&spec.name);
+            if let Some(link) = self.ensure_tap(spec, existing, &mut outcome).await {
+                self.ensure_tap_sysctls(spec, &link, &mut outcome);
+            }
+        }
+        host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
+        self.sync_routes(desired, &mut outcome).await;
+        // What is left in `by_name` is not wanted.
+        for link in by_name.values() {
+            if link.name.starts_with(TAP_PREFIX) && !being_deleted.contains(&link.name) {
+                if let Err(e) = self.netlink.set_down(link.index, &link.name).await {
+                    outcome.error(e);
+                }
+                self.start_deleting(link.index, &link.name);
+            }
+        }
+        outcome
+    }
+
+    async fn sync_routes(&self, desired: &Desired, outcome: &mut Outcome) {
+        let ours = match self.netlink.vmnet_routes().await {
+            Ok(routes) => routes,
+            Err(e) => return outcome.error(e),
+        };
+        let present: HashSet<(Ipv4Addr, u32)> = ours
+            .iter()
+            .filter(|r| r.prefix_len == 32)
+            .filter_map(|r| Some((r.destination, r.oif?)))
+            .collect();
+        // A route whose tap failed has no index: that failure is reported already.
+        let wanted: HashSet<(Ipv4Addr, u32)> = desired
+            .routes
+            .iter()
+            .filter_map(|r| Some((r.address, *outcome.tap_indexes.get(&r.tap)?)))
+            .collect();
+        let missing: Vec<(Ipv4Addr, u32)> = wanted.difference(&present).copied().collect();
+        let wanted_addresses: BTreeSet<Ipv4Addr> = wanted.iter().map(|(address, _)| *address).collect();
+        // A replaced route (same /32, other tap) is gone once the replacement is in.
+        let stale: Vec<&Route> = ours
+            .iter()
+            .filter(|r| {
+                let keep =
+                    r.prefix_len == 32 && r.oif.is_some_and(|oif| wanted.contains(&(r.destination, oif)));
+                let replaced = r.prefix_len == 32 && wanted_addresses.contains(&r.destination);
+                !keep && !replaced
+            })
+            .collect();
+        let netlink = &self.netlink;
+        let set: Vec<_> = stream::iter(missing)
+            .map(|(address, oif)| netlink.replace_host_route(address, oif))
+            .buffer_unordered(ROUTES_IN_FLIGHT)
+            .collect()
+            .await;
+        let removed: Vec<_> = stream::iter(stale)
+            .map(|r| netlink.delete_route(r))
+            .buffer_unordered(ROUTES_IN_FLIGHT)
+            .collect()
+            .await;
+        for result in set {
+            match result {
+                Ok(()) => outcome.routes_set += 1,
+                Err(e) => outcome.error(e),
+            }
+        }
+        for result in removed {
+            match result {
+                Ok(()) => outcome.routes_removed += 1,
+                Err(e) => outcome.error(e),
+            }
+        }
+    }
+}

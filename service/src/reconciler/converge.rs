@@ -1,0 +1,67 @@
+//! The full sync: every guest homed in the current subnet, the whole plan applied with the
+//! kernel's state read back and swept, everything published.
+
+use vmnet_dbus::Error;
+
+use super::{Reconciler, SaveFailed};
+use crate::address_book::Prober;
+use crate::executor::{Kernel, Outcome};
+use crate::planner;
+use crate::uplink::UplinkSource;
+
+impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K, P, N> {
+    /// Assigns addresses (probing new ones), persists, applies, publishes.
+    pub(super) async fn converge(&mut self) -> Result<Outcome, SaveFailed> {
+        let started = tokio::time::Instant::now();
+        self.retry = None;
+        let mut rehomed = None;
+        if let Some(subnet) = self.uplink.as_ref().map(|up| up.subnet()) {
+            let names: Vec<String> = self.guests.keys().cloned().collect();
+            self.unsaved |= self.book.rehome(names.iter().map(String::as_str)).await;
+            if self.last_subnet != Some(subnet) {
+                rehomed = self.last_subnet.map(|old| (old, subnet));
+                self.last_subnet = Some(subnet);
+                self.unsaved = true;
+            }
+        }
+        let desired = planner::plan(
+            self.uplink.as_ref(),
+            self.guests.values().map(|g| (g, self.book.address(&g.name))),
+        );
+        match self.kernel.record_originals(&desired.host_sysctls, &mut self.saved) {
+            Ok(grew) => self.unsaved |= grew,
+            Err(e) => tracing::warn!("cannot record a sysctl before changing it: {e}"),
+        }
+        self.save()?;
+        let saved_before = self.saved.clone();
+        let outcome = self.kernel.sync_all(&desired, &mut self.saved).await;
+        self.unsaved |= self.saved != saved_before;
+        let saved = self.save();
+        self.after_apply(&outcome);
+        self.tap_indexes = outcome.tap_indexes.clone();
+        let names: Vec<String> = self.guests.keys().cloned().collect();
+        self.tell_guests(names.iter().map(String::as_str));
+        self.publish_all(rehomed).await;
+        tracing::debug!(elapsed = ?started.elapsed(), ?outcome, "converged");
+        if let Some((old, new)) = rehomed {
+            tracing::info!("re-homed {} guests from {old} to {new}", self.guests.len());
+        }
+        saved.map(|()| outcome)
+    }
+
+    /// Reads the uplink again, forgets what was found in use on the LAN and verifies every
+    /// tap again; answers once the kernel has converged.
+    pub(super) async fn resync(&mut self) -> Result<(), Error> {
+        self.kernel.forget();
+        self.book.forget_lan();
+        let uplink =
+            self.source.read().await.map_err(|e| Error::Failed(format!("reading the uplink: {e}")))?;
+        if uplink != self.uplink {
+            self.set_uplink(uplink);
+        }
+        self.converge().await.map_err(|SaveFailed(m)| Error::Failed(m))?;
+        let outcome = self.kernel.settle().await;
+        self.after_apply(&outcome);
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! Changes of one guest: added, removed, or moved off an address its DHCP client declined.
+//! Each touches that guest's kernel state only, and the host-wide settings only when the first
+//! guest arrives or the last one goes.
+
+use vmnet_dbus::Error;
+use zbus::OwnedObjectPath;
+
+use super::{Notifier, Reconciler, SaveFailed};
+use crate::address_book::Prober;
+use crate::bus::NewGuest;
+use crate::dhcp::Declined;
+use crate::executor::Kernel;
+use crate::model::Guest;
+use crate::names::{default_mac, tap_name};
+use crate::planner::{self, HostRoute};
+use crate::uplink::UplinkSource;
+
+impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> {
+    pub(super) async fn add_guest(&mut self, request: NewGuest) -> Result<OwnedObjectPath, Error> {
+        let requested = request.address;
+        let guest = self.admit(request)?;
+        let name = guest.name.clone();
+        let address =
+            self.book.admit(&name, requested).await.map_err(|e| Error::AddressUnavailable(e.to_string()))?;
+        self.guests.insert(name.clone(), guest.clone());
+        self.unsaved = true;
+        if let Err(SaveFailed(reason)) = self.enter_host_settings() {
+            self.forget_guest(&name);
+            return Err(Error::Failed(format!("could not add guest {name}: {reason}")));
+        }
+        let plan = planner::plan_guest(self.uplink.as_ref(), &guest, address);
+        let outcome = self.kernel.ensure_guest(&plan, None).await;
+        if outcome.failed_taps.contains(&guest.tap) {
+            let reason = outcome.errors.join("; ");
+            let cleanup = self.kernel.remove_guest(&guest.tap, plan.route.as_ref()).await;
+            self.forget_guest(&name);
+            let _ = self.leave_host_settings();
+            self.after_apply(&cleanup);
+            return Err(Error::Failed(format!("could not set up guest {name}: {reason}")));
+        }
+        self.after_apply(&outcome);
+        self.tap_indexes.extend(outcome.tap_indexes);
+        self.tell_guests([name.as_str()]);
+        self.publish_guest(&name, &guest.tap).await;
+        tracing::info!("added guest {name} on {}", guest.tap);
+        Ok(vmnet_dbus::guest_object_path(&name))
+    }
+
+    /// Checks a new guest against the others and gives it a tap and a MAC.
+    fn admit(&self, request: NewGuest) -> Result<Guest, Error> {
+        if self.guests.contains_key(&request.name) {
+            return Err(Error::AlreadyExists(format!("a guest named {:?} already exists", request.name)));
+        }
+        let mac = match request.mac {
+            Some(mac) => {
+                if let Some(other) = self.guests.values().find(|g| g.mac == mac) {
+                    return Err(Error::AlreadyExists(format!("MAC {mac} is used by guest {:?}", other.name)));
+                }
+                mac
+            }
+            None => (0..)
+                .map(|attempt| default_mac(&request.name, attempt))
+                .find(|mac| self.guests.values().all(|g| g.mac != *mac))
+                .unwrap_or_else(|| default_mac(&request.name, 0)),
+        };
+        let tap = (0..)
+            .map(|attempt| tap_name(&request.name, attempt))
+            .find(|tap| self.guests.values().all(|g| g.tap != *tap))
+            .unwrap_or_else(|| tap_name(&request.name, 0));
+        Ok(Guest { name: request.name, tap, mac, owner: request.owner, qmp: request.qmp })
+    }
+
+    /// Drops a guest that could not be added (or saved) from memory and the state file.
+    fn forget_guest(&mut self, name: &str) {
+        self.guests.remove(name);
+        self.book.release(name);
+        self.unsaved = true;
+        let _ = self.save();
+    }
+
+    pub(super) async fn remove_guest(&mut self, name: &str) -> Result<(), Error> {
+        let Some(guest) = self.guests.remove(name) else {
+            return Err(Error::NotFound(format!("no guest named {name:?}")));
+        };
+        let number = self.book.number(name);
+        let address = self.book.address(name);
+        self.book.release(name);
+        self.unsaved = true;
+        if let Err(SaveFailed(reason)) = self.save() {
+            // Nothing changed: the guest stays, as the state file says.
+            self.book.reinstate(name, number);
+            self.guests.insert(name.to_owned(), guest);
+            return Err(Error::Failed(format!("could not remove guest {name}: {reason}")));
+        }
+        let route = address.map(|address| HostRoute { address, tap: guest.tap.clone() });
+        let outcome = self.kernel.remove_guest(&guest.tap, route.as_ref()).await;
+        self.after_apply(&outcome);
+        self.tap_indexes.remove(&guest.tap);
+        self.given.remove(name);
+        if let Err(SaveFailed(reason)) = self.leave_host_settings() {
+            tracing::warn!("removed guest {name}, but {reason}");
+        }
+        self.publish_guest(name, &guest.tap).await;
+        tracing::info!("removed guest {name}");
+        Ok(())
+    }
+
+    /// The guest's DHCP client found its address in use: it moves to the next free one.
+    pub(super) async fn declined(&mut self, Declined { guest: name, address }: Declined) {
+        if !self.book.declined(&name, address) {
+            return; // not (or no longer) its address
+        }
+        let Some(guest) = self.guests.get(&name).cloned() else { return };
+        let new = self.book.place(&name).await;
+        self.unsaved = true;
+        let _ = self.save();
+        let plan = planner::plan_guest(self.uplink.as_ref(), &guest, new);
+        let outcome = self.kernel.ensure_guest(&plan, Some(address)).await;
+        self.after_apply(&outcome);
+        self.tap_indexes.extend(outcome.tap_indexes);
+        match new {
+            Some(new) => tracing::info!("guest {name} moves from {address} to {new}"),
+            None => tracing::warn!("guest {name} declined {address} and no other address is free"),
+        }
+        self.tell_guests([name.as_str()]);
+        self.publish_guest(&name, &guest.tap).await;
+    }
+
+    /// With the first guest, the host starts forwarding (and the uplink proxying): the values
+    /// before are recorded and persisted first.
+    fn enter_host_settings(&mut self) -> Result<(), SaveFailed> {
+        if self.guests.len() != 1 {
+            return self.save();
+        }
+        let wanted = planner::host_sysctls(self.uplink.as_ref(), true);
+        match self.kernel.record_originals(&wanted, &mut self.saved) {
+            Ok(grew) => self.unsaved |= grew,
+            Err(e) => tracing::warn!("cannot record a sysctl before changing it: {e}"),
+        }
+        self.save()?;
+        let outcome = self.kernel.sync_host(&wanted, &mut self.saved);
+        self.after_apply(&outcome);
+        Ok(())
+    }
+
+    /// With the last guest gone, the host's settings are restored.
+    fn leave_host_settings(&mut self) -> Result<(), SaveFailed> {
+        if !self.guests.is_empty() {
+            return Ok(());
+        }
+        let saved_before = self.saved.clone();
+        let outcome = self.kernel.sync_host(&[], &mut self.saved);
+        self.after_apply(&outcome);
+        self.unsaved |= self.saved != saved_before;
+        self.save()
+    }
+}

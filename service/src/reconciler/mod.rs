@@ -1,0 +1,309 @@
+//! The one task that owns all state. It selects over typed inputs that their producers own —
+//! the uplink source's `watch` of the latest uplink, D-Bus commands with their reply channels,
+//! DHCP decline notices — and over two timers: a retry after failed kernel operations and a
+//! slow full sync that catches changes made from outside.
+//!
+//! Adding, removing or moving one guest changes only that guest's kernel state ([`guests`]);
+//! the full read-back-and-sweep ([`converge`]) runs at start, on every uplink change, on
+//! resync and on the timer.
+
+mod converge;
+mod guests;
+pub mod notify;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::address_book::{AddressBook, Prober};
+use crate::bus::Command;
+use crate::config::Config;
+use crate::dhcp::{Declined, LeaseParams, Leases, ServedTap, TapLease};
+use crate::executor::{Kernel, Outcome, SavedSysctls};
+use crate::model::{Guest, Subnet, Uplink};
+use crate::state::{State, StateFile, StateRef, StoredGuestRef, FORMAT_VERSION};
+use crate::uplink::UplinkSource;
+use crate::view::{GuestView, ManagerView};
+use notify::Notifier;
+
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often everything is read back and swept even when nothing asked for it.
+const FULL_SYNC_PERIOD: Duration = Duration::from_secs(60);
+
+/// What the reconciler listens to; each producer owns its sending side.
+pub struct Inputs {
+    pub uplink: watch::Receiver<Option<Uplink>>,
+    pub commands: mpsc::Receiver<Command>,
+    pub declines: mpsc::Receiver<Declined>,
+}
+
+/// What the reconciler publishes for readers (D-Bus objects, the DHCP server).
+pub struct Outputs<N> {
+    pub view: watch::Sender<ManagerView>,
+    /// Set once the first full view is published: D-Bus reads wait for it.
+    pub ready: watch::Sender<bool>,
+    pub leases: watch::Sender<Leases>,
+    pub notifier: N,
+}
+
+pub struct Reconciler<S, K, P, N> {
+    config: Config,
+    source: S,
+    kernel: K,
+    book: AddressBook<P>,
+    state_file: StateFile,
+    uplink: Option<Uplink>,
+    guests: BTreeMap<String, Guest>,
+    saved: SavedSysctls,
+    last_subnet: Option<Subnet>,
+    /// The guests, addresses or saved values changed since the state file was written.
+    unsaved: bool,
+    outputs: Outputs<N>,
+    /// The index of every guest's tap as last set up (DHCP serves a tap by it).
+    tap_indexes: BTreeMap<String, u32>,
+    retry: Option<(Instant, Duration)>,
+    /// The address each guest was last given: a different one means re-home (QMP flap).
+    given: BTreeMap<String, Ipv4Addr>,
+}
+
+/// Why a change could not be kept.
+#[derive(Debug)]
+struct SaveFailed(String);
+
+impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        source: S,
+        kernel: K,
+        prober: P,
+        state_file: StateFile,
+        state: State,
+        uplink: Option<Uplink>,
+        outputs: Outputs<N>,
+    ) -> Self {
+        let window = Duration::from_millis(config.arp.probe_ms.into());
+        let mut book = AddressBook::new(config.pool, window, prober);
+        let numbers = state.guests.iter().filter_map(|g| Some((g.guest.name.clone(), g.host_number?)));
+        book.restore(numbers, state.last_subnet, uplink.as_ref());
+        let given = state
+            .guests
+            .iter()
+            .filter_map(|g| Some((g.guest.name.clone(), state.last_subnet?.host(g.host_number?)?)))
+            .collect();
+        Self {
+            config,
+            source,
+            kernel,
+            book,
+            state_file,
+            uplink,
+            guests: state.guests.into_iter().map(|g| (g.guest.name.clone(), g.guest)).collect(),
+            saved: state.saved_sysctls,
+            last_subnet: state.last_subnet,
+            unsaved: false,
+            outputs,
+            tap_indexes: BTreeMap::new(),
+            retry: None,
+            given,
+        }
+    }
+
+    /// The first full sync: restores every guest and sweeps leftovers, and waits until the
+    /// swept taps are gone.
+    pub async fn start(&mut self) {
+        let _ = self.converge().await;
+        let outcome = self.kernel.settle().await;
+        self.after_apply(&outcome);
+    }
+
+    /// Runs until an input closes: the uplink source or the bus going away ends vmnetd.
+    pub async fn run(mut self, mut inputs: Inputs) {
+        let mut full_sync = tokio::time::interval_at(Instant::now() + FULL_SYNC_PERIOD, FULL_SYNC_PERIOD);
+        full_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut declines_open = true;
+        loop {
+            let retry_at = self.retry.map(|(at, _)| at);
+            tokio::select! {
+                changed = inputs.uplink.changed() => {
+                    if changed.is_err() {
+                        return tracing::error!("the uplink source stopped");
+                    }
+                    let uplink = inputs.uplink.borrow_and_update().clone();
+                    if uplink != self.uplink {
+                        self.set_uplink(uplink);
+                        let _ = self.converge().await;
+                    }
+                }
+                command = inputs.commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => return tracing::error!("the D-Bus interface stopped"),
+                },
+                declined = inputs.declines.recv(), if declines_open => match declined {
+                    Some(declined) => self.declined(declined).await,
+                    None => declines_open = false, // DHCP is off
+                },
+                () = sleep_until(retry_at) => {
+                    tracing::info!("retrying after earlier errors");
+                    let _ = self.converge().await;
+                }
+                _ = full_sync.tick() => {
+                    let _ = self.converge().await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::AddGuest(request, reply) => {
+                let _ = reply.send(self.add_guest(request).await);
+            }
+            Command::RemoveGuest(name, reply) => {
+                let _ = reply.send(self.remove_guest(&name).await);
+            }
+            Command::Resync(reply) => {
+                let _ = reply.send(self.resync().await);
+            }
+        }
+    }
+
+    fn set_uplink(&mut self, uplink: Option<Uplink>) {
+        match &uplink {
+            Some(up) => tracing::info!(
+                "uplink {} is {}/{} (gateway {:?}, mtu {})",
+                up.interface,
+                up.address,
+                up.prefix_len,
+                up.gateway,
+                up.mtu
+            ),
+            None => tracing::info!("uplink offline"),
+        }
+        self.book.set_uplink(uplink.as_ref());
+        self.uplink = uplink;
+    }
+
+    /// Persists the guests, their addresses and the saved sysctls when they changed.
+    fn save(&mut self) -> Result<(), SaveFailed> {
+        if !self.unsaved {
+            return Ok(());
+        }
+        let guests = self
+            .guests
+            .values()
+            .map(|guest| StoredGuestRef { guest, host_number: self.book.number(&guest.name) })
+            .collect();
+        let state = StateRef {
+            version: FORMAT_VERSION,
+            guests,
+            saved_sysctls: &self.saved,
+            last_subnet: self.last_subnet,
+        };
+        self.state_file.save(&state).map_err(|e| {
+            tracing::error!("cannot save state: {e}");
+            SaveFailed(format!("cannot save state: {e}"))
+        })?;
+        self.unsaved = false;
+        Ok(())
+    }
+
+    /// Logs what failed and schedules a full sync with back-off; clears it after a clean step.
+    fn after_apply(&mut self, outcome: &Outcome) {
+        if outcome.errors.is_empty() {
+            return;
+        }
+        for error in &outcome.errors {
+            tracing::warn!("{error}");
+        }
+        let delay = self.retry.map_or(RETRY_FIRST, |(_, last)| (last * 2).min(RETRY_MAX));
+        tracing::warn!("{} operations failed; retrying in {delay:?}", outcome.errors.len());
+        self.retry = Some((Instant::now() + delay, delay));
+    }
+
+    /// The lease DHCP hands to `guest`'s tap, if the tap exists.
+    fn served_tap(&self, guest: &Guest) -> Option<ServedTap> {
+        let ifindex = *self.tap_indexes.get(&guest.tap)?;
+        let lease =
+            TapLease { guest: guest.name.clone(), mac: guest.mac, address: self.book.address(&guest.name) };
+        Some(ServedTap { ifindex, lease })
+    }
+
+    fn guest_view(&self, name: &str) -> Option<GuestView> {
+        self.guests.get(name).map(|g| GuestView::new(g, self.book.status(name)))
+    }
+
+    /// Publishes one guest's lease and view after a change of that guest alone.
+    async fn publish_guest(&mut self, name: &str, tap: &str) {
+        let served = self.guests.get(name).and_then(|g| self.served_tap(g));
+        self.outputs.leases.send_modify(|leases| match served {
+            Some(served) => drop(leases.taps.insert(tap.to_owned(), served)),
+            None => drop(leases.taps.remove(tap)),
+        });
+        let new = self.guest_view(name);
+        let mut old = None;
+        self.outputs.view.send_modify(|view| {
+            old = match &new {
+                Some(guest) => view.guests.insert(name.to_owned(), guest.clone()),
+                None => view.guests.remove(name),
+            }
+        });
+        self.outputs.notifier.publish_guest(name, old.as_ref(), new.as_ref()).await;
+    }
+
+    /// Publishes every lease and the whole view after a full sync.
+    async fn publish_all(&mut self, rehomed: Option<(Subnet, Subnet)>) {
+        let params = LeaseParams::new(&self.config.dhcp, self.uplink.as_ref());
+        let taps = self.guests.values().filter_map(|g| Some((g.tap.clone(), self.served_tap(g)?))).collect();
+        let leases = Leases { params, taps };
+        self.outputs.leases.send_if_modified(|old| {
+            let changed = *old != leases;
+            *old = leases;
+            changed
+        });
+        let view = ManagerView::new(
+            self.uplink.as_ref(),
+            self.guests.values().map(|g| (g, self.book.status(&g.name))),
+        );
+        let old = self.outputs.view.send_replace(view);
+        self.outputs.ready.send_replace(true);
+        self.outputs.notifier.publish(&old, &self.outputs.view.borrow(), rehomed).await;
+    }
+
+    /// Announces the addresses given since they were last told, and asks guests that moved to
+    /// renew their lease.
+    fn tell_guests<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        let Some(network) = self.book.network() else { return };
+        let interface = network.interface.clone();
+        let mut fresh = Vec::new();
+        for name in names {
+            let (Some(guest), Some(address)) = (self.guests.get(name), self.book.address(name)) else {
+                continue;
+            };
+            let previous = self.given.insert(name.to_owned(), address);
+            if previous == Some(address) {
+                continue;
+            }
+            fresh.push(address);
+            if let Some(old) = previous {
+                self.outputs.notifier.ask_to_renew(guest, old, address);
+            }
+        }
+        if !fresh.is_empty() {
+            self.outputs.notifier.announce(&interface, fresh);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

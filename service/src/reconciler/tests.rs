@@ -1,0 +1,395 @@
+//! The reconciler's decisions, with a fake uplink source, kernel, LAN and notifier.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::*;
+use crate::address_book::tests::{uplink, FakeLan};
+use crate::bus::NewGuest;
+use crate::executor::Outcome;
+use crate::model::Mac;
+use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
+use crate::view::GuestView;
+
+/// Every kernel call, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    SyncAll { routes: Vec<(Ipv4Addr, String)> },
+    EnsureGuest { tap: String, route: Option<Ipv4Addr>, previous: Option<Ipv4Addr> },
+    RemoveGuest { tap: String, route: Option<Ipv4Addr> },
+    SyncHost(Vec<String>),
+}
+
+#[derive(Default)]
+struct FakeKernel {
+    calls: Rc<RefCell<Vec<Call>>>,
+    failing_taps: BTreeSet<String>,
+}
+
+impl FakeKernel {
+    fn outcome_for(&self, taps: impl IntoIterator<Item = String>) -> Outcome {
+        let mut outcome = Outcome::default();
+        for (index, tap) in taps.into_iter().enumerate() {
+            if self.failing_taps.contains(&tap) {
+                outcome.errors.push(format!("{tap}: Operation not permitted"));
+                outcome.failed_taps.insert(tap);
+            } else {
+                outcome.tap_indexes.insert(tap, 10 + index as u32);
+            }
+        }
+        outcome
+    }
+}
+
+impl Kernel for FakeKernel {
+    fn record_originals(&self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Result<bool, String> {
+        let before = saved.len();
+        for setting in wanted {
+            saved.entry(setting.key.clone()).or_insert_with(|| "0".into());
+        }
+        Ok(saved.len() > before)
+    }
+
+    async fn sync_all(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
+        let routes = desired.routes.iter().map(|r| (r.address, r.tap.clone())).collect();
+        self.calls.borrow_mut().push(Call::SyncAll { routes });
+        saved.retain(|key, _| desired.host_sysctls.iter().any(|s| s.key == *key));
+        self.outcome_for(desired.taps.iter().map(|t| t.name.clone()))
+    }
+
+    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>) -> Outcome {
+        let route = plan.route.as_ref().map(|r| r.address);
+        self.calls.borrow_mut().push(Call::EnsureGuest { tap: plan.tap.name.clone(), route, previous });
+        self.outcome_for([plan.tap.name.clone()])
+    }
+
+    async fn remove_guest(&mut self, tap: &str, route: Option<&HostRoute>) -> Outcome {
+        let route = route.map(|r| r.address);
+        self.calls.borrow_mut().push(Call::RemoveGuest { tap: tap.into(), route });
+        Outcome::default()
+    }
+
+    fn sync_host(&mut self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Outcome {
+        self.calls.borrow_mut().push(Call::SyncHost(wanted.iter().map(|s| s.key.clone()).collect()));
+        saved.retain(|key, _| wanted.iter().any(|s| s.key == *key));
+        Outcome::default()
+    }
+
+    async fn settle(&mut self) -> Outcome {
+        Outcome::default()
+    }
+
+    fn forget(&mut self) {}
+}
+
+#[derive(Default)]
+struct Told {
+    announced: Vec<Ipv4Addr>,
+    renewed: Vec<(String, Ipv4Addr, Ipv4Addr)>,
+    rehomed: Vec<(String, String)>,
+    guest_changes: Vec<(String, Option<String>, Option<String>)>,
+}
+
+#[derive(Default, Clone)]
+struct FakeNotifier(Rc<RefCell<Told>>);
+
+impl Notifier for FakeNotifier {
+    fn announce(&self, _: &str, addresses: Vec<Ipv4Addr>) {
+        self.0.borrow_mut().announced.extend(addresses);
+    }
+    fn ask_to_renew(&self, guest: &Guest, old: Ipv4Addr, new: Ipv4Addr) {
+        self.0.borrow_mut().renewed.push((guest.name.clone(), old, new));
+    }
+    async fn publish(&self, _: &ManagerView, _: &ManagerView, rehomed: Option<(Subnet, Subnet)>) {
+        if let Some((old, new)) = rehomed {
+            self.0.borrow_mut().rehomed.push((old.to_string(), new.to_string()));
+        }
+    }
+    async fn publish_guest(&self, name: &str, old: Option<&GuestView>, new: Option<&GuestView>) {
+        let address = |view: Option<&GuestView>| view.map(|v| v.address.clone());
+        self.0.borrow_mut().guest_changes.push((name.into(), address(old), address(new)));
+    }
+}
+
+struct FakeSource(Option<Uplink>);
+
+impl UplinkSource for FakeSource {
+    async fn read(&self) -> Result<Option<Uplink>, String> {
+        Ok(self.0.clone())
+    }
+}
+
+type TestReconciler<'a> = Reconciler<FakeSource, FakeKernel, &'a FakeLan, FakeNotifier>;
+
+struct Bench {
+    dir: PathBuf,
+    calls: Rc<RefCell<Vec<Call>>>,
+    told: Rc<RefCell<Told>>,
+    view: watch::Receiver<ManagerView>,
+    leases: watch::Receiver<Leases>,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn home() -> Uplink {
+    uplink("198.51.100.10", 24, "198.51.100.1")
+}
+
+fn office() -> Uplink {
+    uplink("203.0.113.9", 24, "203.0.113.1")
+}
+
+fn reconciler<'a>(
+    tag: &str,
+    lan: &'a FakeLan,
+    up: Option<Uplink>,
+    failing: &[&str],
+) -> (TestReconciler<'a>, Bench) {
+    let dir = std::env::temp_dir().join(format!("vmnet-reconciler-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let kernel =
+        FakeKernel { failing_taps: failing.iter().map(|t| t.to_string()).collect(), ..FakeKernel::default() };
+    let calls = kernel.calls.clone();
+    let notifier = FakeNotifier::default();
+    let told = notifier.0.clone();
+    let (view, view_reader) = watch::channel(ManagerView::default());
+    let (leases, leases_reader) = watch::channel(Leases::default());
+    let (ready, _) = watch::channel(false);
+    let mut config = Config::default();
+    config.arp.probe_ms = 200;
+    let state_file = StateFile::new(&dir);
+    let state = state_file.load().unwrap();
+    let outputs = Outputs { view, ready, leases, notifier };
+    let reconciler =
+        Reconciler::new(config, FakeSource(up.clone()), kernel, lan, state_file, state, up, outputs);
+    (reconciler, Bench { dir, calls, told, view: view_reader, leases: leases_reader })
+}
+
+fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
+}
+
+fn new_guest(name: &str) -> NewGuest {
+    NewGuest {
+        name: name.into(),
+        owner: 1000,
+        mac: None,
+        address: None,
+        qmp: Some(format!("/run/user/1000/{name}.qmp")),
+    }
+}
+
+fn ip(text: &str) -> Ipv4Addr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn adding_and_removing_a_guest_touches_only_that_guest() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("addremove", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+        r.add_guest(new_guest("db")).await.unwrap();
+        r.remove_guest("web").await.unwrap();
+        r.remove_guest("db").await.unwrap();
+    });
+    let forward = vec!["net/ipv4/ip_forward".to_owned(), "net/ipv4/conf/wlan0/proxy_arp".to_owned()];
+    assert_eq!(
+        *bench.calls.borrow(),
+        [
+            Call::SyncAll { routes: vec![] },
+            Call::SyncHost(forward),
+            Call::EnsureGuest { tap: "vmt-web".into(), route: Some(ip("198.51.100.200")), previous: None },
+            Call::EnsureGuest { tap: "vmt-db".into(), route: Some(ip("198.51.100.201")), previous: None },
+            Call::RemoveGuest { tap: "vmt-web".into(), route: Some(ip("198.51.100.200")) },
+            Call::RemoveGuest { tap: "vmt-db".into(), route: Some(ip("198.51.100.201")) },
+            Call::SyncHost(vec![]),
+        ],
+        "host settings with the first guest and after the last one only"
+    );
+    assert_eq!(bench.told.borrow().announced, [ip("198.51.100.200"), ip("198.51.100.201")]);
+    assert!(bench.view.borrow().guests.is_empty() && bench.leases.borrow().taps.is_empty());
+    assert!(r.saved.is_empty(), "the saved values were restored and forgotten");
+}
+
+#[test]
+fn a_new_guest_is_published_with_its_lease_and_persisted() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("publish", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+    });
+    assert_eq!(bench.view.borrow().guests["web"].address, "198.51.100.200");
+    let leases = bench.leases.borrow();
+    assert_eq!(leases.taps["vmt-web"].lease.address, Some(ip("198.51.100.200")));
+    assert_eq!(leases.taps["vmt-web"].ifindex, 10);
+    let state = StateFile::new(&bench.dir).load().unwrap();
+    assert_eq!((state.guests[0].guest.name.as_str(), state.guests[0].host_number), ("web", Some(200)));
+    assert_eq!(state.saved_sysctls.len(), 2, "originals recorded before the first write");
+}
+
+#[test]
+fn a_guest_whose_tap_fails_is_refused_and_leaves_nothing() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("tapfails", &lan, Some(home()), &["vmt-web"]);
+    let result = run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await
+    });
+    let Err(vmnet_dbus::Error::Failed(message)) = result else { panic!("{result:?}") };
+    assert!(message.contains("Operation not permitted"), "{message}");
+    assert!(r.guests.is_empty() && r.saved.is_empty());
+    assert!(StateFile::new(&bench.dir).load().unwrap().guests.is_empty());
+    assert_eq!(bench.calls.borrow().last(), Some(&Call::SyncHost(vec![])), "host settings restored");
+}
+
+#[test]
+fn a_roam_rehomes_every_guest_and_asks_them_to_renew() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("roam", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+        r.add_guest(NewGuest { address: Some(ip("198.51.100.9")), ..new_guest("db") }).await.unwrap();
+        // In the office the host has .9: db moves to the next free pool address.
+        r.set_uplink(Some(office()));
+        r.converge().await.unwrap();
+    });
+    let routes =
+        vec![(ip("203.0.113.201"), "vmt-db".to_owned()), (ip("203.0.113.200"), "vmt-web".to_owned())];
+    assert_eq!(bench.calls.borrow().last(), Some(&Call::SyncAll { routes }));
+    let told = bench.told.borrow();
+    assert_eq!(told.rehomed, [("198.51.100.0/24".to_owned(), "203.0.113.0/24".to_owned())]);
+    assert_eq!(
+        told.renewed,
+        [
+            ("db".to_owned(), ip("198.51.100.9"), ip("203.0.113.201")),
+            ("web".to_owned(), ip("198.51.100.200"), ip("203.0.113.200")),
+        ]
+    );
+    assert_eq!(bench.leases.borrow().params.as_ref().map(|p| p.server), Some(ip("203.0.113.9")));
+}
+
+#[test]
+fn offline_guests_keep_their_taps_and_lose_their_routes() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("offline", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+        r.set_uplink(None);
+        r.converge().await.unwrap();
+    });
+    assert_eq!(bench.calls.borrow().last(), Some(&Call::SyncAll { routes: vec![] }));
+    assert_eq!(bench.view.borrow().guests["web"].state, vmnet_dbus::guest_state::OFFLINE);
+    assert!(bench.leases.borrow().params.is_none(), "nothing is served offline");
+}
+
+#[test]
+fn a_declined_address_moves_only_that_guest() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("decline", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+        r.add_guest(new_guest("db")).await.unwrap();
+        r.declined(Declined { guest: "web".into(), address: ip("198.51.100.200") }).await;
+        // A stale notice (not its address any more) changes nothing.
+        r.declined(Declined { guest: "web".into(), address: ip("198.51.100.200") }).await;
+    });
+    let calls = bench.calls.borrow();
+    let moved = Call::EnsureGuest {
+        tap: "vmt-web".into(),
+        route: Some(ip("198.51.100.202")),
+        previous: Some(ip("198.51.100.200")),
+    };
+    assert_eq!(calls.last(), Some(&moved));
+    assert_eq!(calls.iter().filter(|c| matches!(c, Call::SyncAll { .. })).count(), 1, "no full sync");
+    assert_eq!(bench.view.borrow().guests["db"].address, "198.51.100.201");
+}
+
+#[test]
+fn a_state_file_that_cannot_be_written_refuses_the_change() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("readonly", &lan, Some(home()), &[]);
+    run(async { r.start().await });
+    // The state directory replaced by a file: every write fails.
+    std::fs::remove_dir_all(&bench.dir).unwrap();
+    std::fs::write(&bench.dir, "").unwrap();
+    let result = run(r.add_guest(new_guest("web")));
+    std::fs::remove_file(&bench.dir).unwrap();
+    let Err(vmnet_dbus::Error::Failed(message)) = result else { panic!("{result:?}") };
+    assert!(message.contains("cannot save state"), "{message}");
+    assert!(r.guests.is_empty());
+    assert!(
+        !bench.calls.borrow().iter().any(|c| matches!(c, Call::EnsureGuest { .. })),
+        "the kernel saw nothing"
+    );
+}
+
+#[test]
+fn the_loop_coalesces_uplink_changes_and_serves_commands() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("loop", &lan, Some(home()), &[]);
+    let (uplink_tx, uplink_rx) = watch::channel(Some(home()));
+    let (commands_tx, commands_rx) = mpsc::channel(4);
+    let (_declines_tx, declines_rx) = mpsc::channel(4);
+    run(async {
+        r.start().await;
+        // Three readings before the loop runs: only the last one counts.
+        uplink_tx.send_replace(None);
+        uplink_tx.send_replace(Some(home()));
+        uplink_tx.send_replace(Some(office()));
+        let (reply, answer) = oneshot::channel();
+        commands_tx.send(Command::AddGuest(new_guest("web"), reply)).await.unwrap();
+        drop(commands_tx);
+        r.run(Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx }).await;
+        assert!(answer.await.unwrap().is_ok());
+    });
+    let syncs = bench.calls.borrow().iter().filter(|c| matches!(c, Call::SyncAll { .. })).count();
+    assert_eq!(syncs, 2, "the start and one for the burst");
+    assert_eq!(bench.view.borrow().guests["web"].address, "203.0.113.200");
+}
+
+#[test]
+fn guests_and_addresses_survive_a_restart() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("restart", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(NewGuest { mac: Some(Mac([0x52, 0x54, 0, 1, 2, 3])), ..new_guest("web") }).await.unwrap();
+    });
+    drop(r);
+    let probes = lan.probed.borrow().len();
+    let state = StateFile::new(&bench.dir).load().unwrap();
+    let (view, _) = watch::channel(ManagerView::default());
+    let (leases, _) = watch::channel(Leases::default());
+    let (ready, _) = watch::channel(false);
+    let outputs = Outputs { view, ready, leases, notifier: FakeNotifier::default() };
+    let kernel = FakeKernel::default();
+    let calls = kernel.calls.clone();
+    let mut again = Reconciler::new(
+        Config::default(),
+        FakeSource(Some(home())),
+        kernel,
+        &lan,
+        StateFile::new(&bench.dir),
+        state,
+        Some(home()),
+        outputs,
+    );
+    run(again.start());
+    assert_eq!(*calls.borrow(), [Call::SyncAll { routes: vec![(ip("198.51.100.200"), "vmt-web".into())] }]);
+    assert_eq!(lan.probed.borrow().len(), probes, "its address was probed before the restart");
+}
