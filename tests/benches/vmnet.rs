@@ -47,6 +47,8 @@ const ADD_GUESTS: usize = 200;
 const REHOME_SIZES: [usize; 3] = [10, 100, 1000];
 /// Re-homes per guest count, alternating between the two subnets.
 const REHOMES: usize = 5;
+/// AddGuest/RemoveGuest pairs timed with 10 and with 1000 guests present.
+const PRESENT_SAMPLES: usize = 50;
 /// The most any one call of the helper or any re-home may take before the bench gives up.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 const REHOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -287,6 +289,9 @@ fn rehome_times() {
         let per_call = secs * 1000.0 / (n - guests) as f64;
         println!("  {n} guests ({} added as root in {secs:.2} s, {per_call:.1} ms per AddGuest)", n - guests);
         guests = n;
+        if n != 100 {
+            add_remove_with_present(&client, n);
+        }
         if n == 1000 {
             print_memory("vmnetd with 1000 guests:", pid);
         }
@@ -305,6 +310,29 @@ fn rehome_times() {
     let mut watch = client.watch_rehomed().expect("subscribe to Rehomed");
     println!("  1000 guests, ARP probing on (probe_ms = 200):");
     rehome_series(&world, &mut netlink, ifindex, &mut watch, &client, &mut current, 1000);
+}
+
+/// AddGuest and RemoveGuest as root of one more guest while `present` guests exist: the cost of
+/// a change that touches one guest should not grow with the others.
+fn add_remove_with_present(client: &Client, present: usize) {
+    let (mut add_ms, mut remove_ms) = (Vec::new(), Vec::new());
+    for i in 0..PRESENT_SAMPLES {
+        let name = format!("x{i}");
+        let t = Instant::now();
+        client.add_guest(&name, &[]).unwrap_or_else(|e| panic!("AddGuest {name}: {e}"));
+        add_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        client.remove_guest(&name).unwrap_or_else(|e| panic!("RemoveGuest {name}: {e}"));
+        remove_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "    AddGuest as root with {present} present ({PRESENT_SAMPLES})     {}",
+        Samples::new(add_ms).summary()
+    );
+    println!(
+        "    RemoveGuest as root with {present} present ({PRESENT_SAMPLES})  {}",
+        Samples::new(remove_ms).summary()
+    );
 }
 
 /// [`REHOMES`] re-homes of `guests` guests back and forth from `SIDES[*current]`, checked and
