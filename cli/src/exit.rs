@@ -139,7 +139,7 @@ pub fn from_vmnet(error: &vmnet_dbus::Error, timeout: Duration) -> CliError {
     match error {
         E::NotAuthorized(m) => CliError::new(Exit::NotAuthorized, format!("not authorized: {m}")),
         E::NotFound(m) => CliError::new(Exit::NotFound, m.clone()),
-        E::InvalidArgument(m) | E::AlreadyExists(m) | E::AddressUnavailable(m) => {
+        E::InvalidArgument(m) | E::AlreadyExists(m) | E::AddressUnavailable(m) | E::LimitExceeded(m) => {
             CliError::new(Exit::Refused, m.clone())
         }
         E::Failed(m) => CliError::new(Exit::Refused, format!("vmnetd failed: {m}")),
@@ -175,7 +175,12 @@ mod tests {
         let missing = from_vmnet(&E::NotFound("no guest named \"x\"".into()), T);
         assert_eq!(missing, CliError::new(Exit::NotFound, "no guest named \"x\""));
         for e in
-            [E::InvalidArgument("a".into()), E::AlreadyExists("a".into()), E::AddressUnavailable("a".into())]
+            [
+                E::InvalidArgument("a".into()),
+                E::AlreadyExists("a".into()),
+                E::AddressUnavailable("a".into()),
+                E::LimitExceeded("a".into()),
+            ]
         {
             assert_eq!(from_vmnet(&e, T), CliError::new(Exit::Refused, "a"));
         }

@@ -15,6 +15,8 @@ pub enum Error {
     NotFound(String),
     /// The requested address is outside the subnet or taken, or the pool is exhausted.
     AddressUnavailable(String),
+    /// The owner has as many guests as `[limits] guests_per_owner` allows.
+    LimitExceeded(String),
     /// polkit refused the caller, or could not be asked.
     NotAuthorized(String),
     /// The kernel refused an operation; the message names it.

@@ -16,6 +16,21 @@ pub struct Config {
     pub pool: Pool,
     pub dhcp: DhcpConfig,
     pub arp: ArpConfig,
+    pub limits: LimitsConfig,
+}
+
+/// What one user may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Guests one owner may have (root's are not counted); 0: no limit.
+    pub guests_per_owner: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { guests_per_owner: 32 }
+    }
 }
 
 /// The DHCP server vmnetd runs on every tap.
@@ -186,6 +201,7 @@ mod tests {
         assert_eq!(example.pool, defaults.pool);
         assert_eq!(example.dhcp, defaults.dhcp);
         assert_eq!(example.arp, defaults.arp);
+        assert_eq!(example.limits, defaults.limits);
     }
 
     #[test]

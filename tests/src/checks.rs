@@ -26,17 +26,30 @@ impl World {
         lines
     }
 
-    /// Every tun/tap device of the host netns, sorted.
+    /// Every tun/tap device of the host netns, sorted. vmnetd takes a removed guest's tap down
+    /// and deletes it after it has replied (the kernel takes tens of ms), so a tap that is down
+    /// is waited for (1 s at most) until it is gone.
     pub fn taps(&self) -> Vec<String> {
-        let out = self.ip(self.host_ns(), &["tuntap", "show"]).expect("ip tuntap");
-        let mut taps: Vec<String> = out
-            .lines()
-            .filter_map(|l| l.split(':').next())
-            .map(str::to_string)
-            .filter(|t| !t.is_empty())
-            .collect();
-        taps.sort();
-        taps
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let out = self.ip(self.host_ns(), &["-o", "link", "show", "type", "tun"]).expect("ip link");
+            // "7: vmt-web: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 ..."
+            let links: Vec<(String, bool)> = out
+                .lines()
+                .filter_map(|l| {
+                    let mut fields = l.split(": ");
+                    let name = fields.nth(1)?.split('@').next()?.to_string();
+                    let up = fields.next()?.split(['<', '>', ',']).any(|flag| flag == "UP");
+                    Some((name, up))
+                })
+                .collect();
+            if links.iter().all(|(_, up)| *up) || std::time::Instant::now() >= deadline {
+                let mut taps: Vec<String> = links.into_iter().map(|(name, _)| name).collect();
+                taps.sort();
+                return taps;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// The uid owning a tap (from sysfs inside the host netns); -1 for none.

@@ -10,7 +10,8 @@ use crate::planner;
 use crate::uplink::UplinkSource;
 
 impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K, P, N> {
-    /// Assigns addresses (probing new ones), persists, applies, publishes.
+    /// Assigns addresses (probing new ones), persists, applies, publishes. Fails only when the
+    /// state could not be written (the kernel was converged all the same).
     pub(super) async fn converge(&mut self) -> Result<Outcome, SaveFailed> {
         let started = tokio::time::Instant::now();
         self.retry = None;
@@ -32,11 +33,16 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
             Ok(grew) => self.unsaved |= grew,
             Err(e) => tracing::warn!("cannot record a sysctl before changing it: {e}"),
         }
-        self.save()?;
+        // The kernel follows the uplink even when the state cannot be written: a failed write
+        // is retried with back-off (and kept in memory until then).
+        let _ = self.save();
         let saved_before = self.saved.clone();
-        let outcome = self.kernel.sync_all(&desired, &mut self.saved).await;
+        let mut outcome = self.kernel.sync_all(&desired, &mut self.saved).await;
         self.unsaved |= self.saved != saved_before;
         let saved = self.save();
+        if let Err(SaveFailed(reason)) = &saved {
+            outcome.errors.push(reason.clone());
+        }
         self.after_apply(&outcome);
         self.tap_indexes = outcome.tap_indexes.clone();
         let names: Vec<String> = self.guests.keys().cloned().collect();

@@ -51,6 +51,14 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         if self.guests.contains_key(&request.name) {
             return Err(Error::AlreadyExists(format!("a guest named {:?} already exists", request.name)));
         }
+        let limit = self.config.limits.guests_per_owner;
+        let owned = self.guests.values().filter(|g| g.owner == request.owner).count();
+        if request.owner != 0 && limit != 0 && owned >= limit as usize {
+            return Err(Error::LimitExceeded(format!(
+                "user {} has {owned} guests, as many as [limits] guests_per_owner allows; remove one first",
+                request.owner
+            )));
+        }
         let mac = match request.mac {
             Some(mac) => {
                 if let Some(other) = self.guests.values().find(|g| g.mac == mac) {

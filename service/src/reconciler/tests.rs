@@ -339,6 +339,28 @@ fn a_state_file_that_cannot_be_written_refuses_the_change() {
 }
 
 #[test]
+fn a_roam_is_applied_even_when_the_state_cannot_be_written_and_the_write_is_retried() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("roamro", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+    });
+    std::fs::remove_dir_all(&bench.dir).unwrap();
+    std::fs::write(&bench.dir, "").unwrap();
+    r.set_uplink(Some(office()));
+    let result = run(r.converge());
+    std::fs::remove_file(&bench.dir).unwrap();
+    assert!(result.is_err(), "the failed write is reported");
+    let routes = vec![(ip("203.0.113.200"), "vmt-web".to_owned())];
+    assert_eq!(bench.calls.borrow().last(), Some(&Call::SyncAll { routes }), "the kernel is in the new subnet");
+    assert!(r.retry.is_some(), "the write is retried");
+    run(r.converge()).unwrap();
+    let state = StateFile::new(&bench.dir).load().unwrap();
+    assert_eq!(state.last_subnet.map(|s| s.to_string()).as_deref(), Some("203.0.113.0/24"));
+}
+
+#[test]
 fn the_loop_coalesces_uplink_changes_and_serves_commands() {
     let lan = FakeLan::default();
     let (mut r, bench) = reconciler("loop", &lan, Some(home()), &[]);
@@ -360,6 +382,27 @@ fn the_loop_coalesces_uplink_changes_and_serves_commands() {
     let syncs = bench.calls.borrow().iter().filter(|c| matches!(c, Call::SyncAll { .. })).count();
     assert_eq!(syncs, 2, "the start and one for the burst");
     assert_eq!(bench.view.borrow().guests["web"].address, "203.0.113.200");
+}
+
+#[test]
+fn each_owner_has_a_guest_limit_but_root_has_none() {
+    let lan = FakeLan::default();
+    let (mut r, _bench) = reconciler("limit", &lan, Some(home()), &[]);
+    r.config.limits.guests_per_owner = 2;
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("a")).await.unwrap();
+        r.add_guest(new_guest("b")).await.unwrap();
+        let refused = r.add_guest(new_guest("c")).await;
+        assert!(matches!(&refused, Err(vmnet_dbus::Error::LimitExceeded(m)) if m.contains("user 1000 has 2")), "{refused:?}");
+        r.add_guest(NewGuest { owner: 1001, ..new_guest("d") }).await.unwrap();
+        for name in ["e", "f", "g"] {
+            r.add_guest(NewGuest { owner: 0, ..new_guest(name) }).await.unwrap();
+        }
+        r.remove_guest("a").await.unwrap();
+        r.add_guest(new_guest("c")).await.unwrap();
+    });
+    assert_eq!(r.guests.len(), 6);
 }
 
 #[test]
