@@ -174,14 +174,12 @@ mod tests {
         assert_eq!(refused, CliError::new(Exit::NotAuthorized, "not authorized: polkit said no"));
         let missing = from_vmnet(&E::NotFound("no guest named \"x\"".into()), T);
         assert_eq!(missing, CliError::new(Exit::NotFound, "no guest named \"x\""));
-        for e in
-            [
-                E::InvalidArgument("a".into()),
-                E::AlreadyExists("a".into()),
-                E::AddressUnavailable("a".into()),
-                E::LimitExceeded("a".into()),
-            ]
-        {
+        for e in [
+            E::InvalidArgument("a".into()),
+            E::AlreadyExists("a".into()),
+            E::AddressUnavailable("a".into()),
+            E::LimitExceeded("a".into()),
+        ] {
             assert_eq!(from_vmnet(&e, T), CliError::new(Exit::Refused, "a"));
         }
         assert_eq!(from_vmnet(&E::Failed("tap".into()), T).message, "vmnetd failed: tap");

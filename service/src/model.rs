@@ -103,6 +103,9 @@ pub struct Uplink {
     pub nameservers: Vec<Ipv4Addr>,
     /// DNS search domains, most specific first.
     pub domains: Vec<String>,
+    /// The network's identity as the source knows it (NetworkManager: the connection profile's
+    /// UUID); another one means another network even in the same subnet.
+    pub connection: Option<String>,
 }
 
 impl Uplink {

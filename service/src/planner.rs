@@ -114,6 +114,7 @@ mod tests {
             mtu: 1400,
             nameservers: vec![],
             domains: vec![],
+            connection: None,
         }
     }
 

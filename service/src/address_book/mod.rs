@@ -45,6 +45,8 @@ pub struct Network {
     pub subnet: Subnet,
     pub host: Ipv4Addr,
     pub gateway: Option<Ipv4Addr>,
+    /// The source's name for the network (NetworkManager's connection UUID).
+    pub connection: Option<String>,
 }
 
 impl Network {
@@ -54,8 +56,22 @@ impl Network {
             subnet: uplink.subnet(),
             host: uplink.address,
             gateway: uplink.gateway,
+            connection: uplink.connection.clone(),
         }
     }
+}
+
+/// What an uplink change means for the guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkChange {
+    /// Nothing that addressing depends on changed.
+    None,
+    /// Another address or gateway on the same network (or offline).
+    Moved,
+    /// Another network: another subnet, another connection, or the same subnet behind
+    /// another gateway (another MAC answers for the gateway's address). Every address is probed
+    /// and announced again, and every guest asked to renew its lease.
+    NewNetwork,
 }
 
 /// Where a guest stands.
@@ -78,12 +94,16 @@ pub struct AddressBook<P> {
     probe_window: Duration,
     prober: P,
     network: Option<Network>,
+    /// The network before the uplink went offline, to tell whether it came back to it.
+    last_network: Option<Network>,
     /// Guests with an address, by name: the host number in `network`'s subnet.
     numbers: BTreeMap<String, u32>,
     /// Addresses of the current subnet found in use on the LAN, with who holds them.
     in_use: BTreeMap<Ipv4Addr, String>,
     /// Addresses of the current subnet that passed a probe (or were ours before a restart).
     probed: BTreeSet<Ipv4Addr>,
+    /// The MAC that answered for the gateway's address, when it was asked.
+    gateway_mac: Option<Mac>,
 }
 
 impl<P: Prober> AddressBook<P> {
@@ -93,9 +113,11 @@ impl<P: Prober> AddressBook<P> {
             probe_window,
             prober,
             network: None,
+            last_network: None,
             numbers: BTreeMap::new(),
             in_use: BTreeMap::new(),
             probed: BTreeSet::new(),
+            gateway_mac: None,
         }
     }
 
@@ -115,17 +137,51 @@ impl<P: Prober> AddressBook<P> {
     }
 
     /// Follows the uplink. Any change forgets what was found in use (a conflict is retried at the
-    /// next change); another subnet forgets what was probed.
-    pub fn set_uplink(&mut self, uplink: Option<&Uplink>) {
+    /// next change); another network forgets what was probed. Back online in the subnet it was
+    /// in, the gateway's MAC tells whether it is the same network.
+    pub async fn set_uplink(&mut self, uplink: Option<&Uplink>) -> NetworkChange {
         let network = uplink.map(Network::of);
         if network == self.network {
-            return;
+            return NetworkChange::None;
         }
         self.in_use.clear();
-        if network.as_ref().map(|n| n.subnet) != self.network.as_ref().map(|n| n.subnet) {
+        let Some(new) = network else {
+            // Offline: nothing is defended meanwhile, so every address is probed again.
+            self.last_network = self.network.take();
             self.probed.clear();
+            return NetworkChange::Moved;
+        };
+        let last = self.network.replace(new.clone()).or_else(|| self.last_network.take());
+        let gateway_mac = self.ask_gateway(&new).await;
+        let same_subnet = last.as_ref().is_some_and(|old| old.subnet == new.subnet);
+        let same_connection = last.as_ref().is_some_and(|old| old.connection == new.connection);
+        let same_gateway = match (self.gateway_mac, gateway_mac) {
+            (Some(before), Some(now)) => before == now,
+            _ => true, // unknown: assume the same
+        };
+        if gateway_mac.is_some() {
+            self.gateway_mac = gateway_mac;
         }
-        self.network = network;
+        if same_subnet && same_connection && same_gateway {
+            return NetworkChange::Moved;
+        }
+        self.probed.clear();
+        NetworkChange::NewNetwork
+    }
+
+    /// The MAC that answers for the gateway's address (an ARP probe, answered at once).
+    async fn ask_gateway(&mut self, network: &Network) -> Option<Mac> {
+        let gateway = network.gateway?;
+        if self.probe_window.is_zero() {
+            return None;
+        }
+        match self.prober.probe(&network.interface, &[gateway], self.probe_window).await {
+            Ok(found) => found.get(&gateway).copied(),
+            Err(e) => {
+                tracing::debug!("cannot ask for the gateway {gateway} on {}: {e}", network.interface);
+                None
+            }
+        }
     }
 
     /// Forgets the addresses found in use, so that they are probed again (a resync).

@@ -126,7 +126,7 @@ mod tests {
     fn uplink(addr: &str, prefix_len: u8, gateway: &str) -> Network {
         let host = addr.parse().unwrap();
         let subnet = Subnet::containing(host, prefix_len).unwrap();
-        Network { interface: "wlan0".into(), subnet, host, gateway: gateway.parse().ok() }
+        Network { interface: "wlan0".into(), subnet, host, gateway: gateway.parse().ok(), connection: None }
     }
 
     #[test]

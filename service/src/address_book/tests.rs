@@ -13,6 +13,8 @@ use crate::model::{Mac, Uplink};
 #[derive(Default)]
 pub struct FakeLan {
     pub taken: RefCell<BTreeSet<Ipv4Addr>>,
+    /// Who answers for a taken address (default 02:00:00:00:00:09).
+    pub macs: RefCell<BTreeMap<Ipv4Addr, Mac>>,
     pub probed: RefCell<Vec<Ipv4Addr>>,
     pub broken: bool,
 }
@@ -28,8 +30,9 @@ impl Prober for &FakeLan {
             return Err(io::Error::other("no such interface"));
         }
         self.probed.borrow_mut().extend(candidates);
-        let taken = self.taken.borrow();
-        Ok(candidates.iter().filter(|c| taken.contains(c)).map(|&c| (c, Mac([2, 0, 0, 0, 0, 9]))).collect())
+        let (taken, macs) = (self.taken.borrow(), self.macs.borrow());
+        let mac = |c: &Ipv4Addr| macs.get(c).copied().unwrap_or(Mac([2, 0, 0, 0, 0, 9]));
+        Ok(candidates.iter().filter(|c| taken.contains(c)).map(|c| (*c, mac(c))).collect())
     }
 }
 
@@ -42,6 +45,7 @@ pub fn uplink(address: &str, prefix_len: u8, gateway: &str) -> Uplink {
         mtu: 1500,
         nameservers: vec![],
         domains: vec![],
+        connection: None,
     }
 }
 
@@ -64,7 +68,7 @@ fn new_guests_get_probed_pool_addresses_and_the_lan_holder_is_skipped() {
     let lan = FakeLan::default();
     lan.taken.borrow_mut().insert(ip("198.51.100.200"));
     let mut book = book(&lan, Pool::default());
-    book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2)));
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
     assert_eq!(run(book.admit("web", None)), Ok(Some(ip("198.51.100.201"))));
     assert_eq!(run(book.admit("db", None)), Ok(Some(ip("198.51.100.202"))));
     assert_eq!(book.status("web"), AddressStatus::Active(ip("198.51.100.201")));
@@ -77,7 +81,7 @@ fn requested_addresses_are_honoured_or_refused() {
     let lan = FakeLan::default();
     lan.taken.borrow_mut().insert(ip("198.51.100.99"));
     let mut book = book(&lan, Pool::default());
-    book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2)));
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
     assert_eq!(run(book.admit("web", Some(ip("198.51.100.77")))), Ok(Some(ip("198.51.100.77"))));
     for (taken, why) in [
         ("198.51.100.77", "another guest's"),
@@ -108,11 +112,11 @@ fn offline_gives_nothing_and_refuses_requests() {
 fn rehome_keeps_host_parts_and_moves_guests_that_do_not_fit() {
     let lan = FakeLan::default();
     let mut book = book(&lan, Pool::default());
-    book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2)));
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
     run(book.admit("a", None)).unwrap();
     run(book.admit("b", Some(ip("198.51.100.50")))).unwrap();
     // Office: the host is .50 there, so b moves to the first free pool address.
-    book.set_uplink(Some(&uplink("203.0.113.50", 24, "203.0.113.1")));
+    run(book.set_uplink(Some(&uplink("203.0.113.50", 24, "203.0.113.1"))));
     assert!(run(book.rehome(["a", "b"])));
     assert_eq!(book.address("a"), Some(ip("203.0.113.200")));
     assert_eq!(book.address("b"), Some(ip("203.0.113.201")));
@@ -123,12 +127,12 @@ fn rehome_keeps_host_parts_and_moves_guests_that_do_not_fit() {
 fn rehome_to_a_smaller_subnet_leaves_the_guests_without_room_in_conflict() {
     let lan = FakeLan::default();
     let mut book = book(&lan, Pool { first: 1, last: -2 });
-    book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2)));
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
     for name in ["a", "b", "c", "d", "e"] {
         run(book.admit(name, None)).unwrap();
     }
     // A /29: 6 usable, of them the host (.1) and the gateway (.6): four guests fit.
-    book.set_uplink(Some(&uplink("192.0.2.1", 29, "192.0.2.6")));
+    run(book.set_uplink(Some(&uplink("192.0.2.1", 29, "192.0.2.6"))));
     run(book.rehome(["a", "b", "c", "d", "e"]));
     let homed: Vec<_> = ["a", "b", "c", "d", "e"].iter().filter_map(|n| book.address(n)).collect();
     assert_eq!(homed, [ip("192.0.2.2"), ip("192.0.2.3"), ip("192.0.2.4"), ip("192.0.2.5")]);
@@ -140,10 +144,10 @@ fn rehome_to_a_smaller_subnet_leaves_the_guests_without_room_in_conflict() {
 fn rehome_probes_the_new_subnet_and_moves_guests_off_answered_addresses() {
     let lan = FakeLan::default();
     let mut book = book(&lan, Pool::default());
-    book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2)));
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
     run(book.admit("a", None)).unwrap();
     lan.taken.borrow_mut().insert(ip("203.0.113.200"));
-    book.set_uplink(Some(&uplink("203.0.113.9", 24, "203.0.113.1")));
+    run(book.set_uplink(Some(&uplink("203.0.113.9", 24, "203.0.113.1"))));
     run(book.rehome(["a"]));
     assert_eq!(book.address("a"), Some(ip("203.0.113.201")));
 }
@@ -153,7 +157,7 @@ fn a_declined_address_is_not_given_again_until_the_uplink_changes() {
     let lan = FakeLan::default();
     let mut book = book(&lan, Pool::default());
     let home = uplink(HOME.0, HOME.1, HOME.2);
-    book.set_uplink(Some(&home));
+    run(book.set_uplink(Some(&home)));
     run(book.admit("a", None)).unwrap();
     assert!(!book.declined("a", ip("198.51.100.77")), "not its address: ignored");
     assert!(book.declined("a", ip("198.51.100.200")));
@@ -161,7 +165,7 @@ fn a_declined_address_is_not_given_again_until_the_uplink_changes() {
     assert_eq!(run(book.place("a")), Some(ip("198.51.100.201")));
     assert_eq!(run(book.admit("b", None)), Ok(Some(ip("198.51.100.202"))), ".200 stays avoided");
     // Another network: what was found in use is forgotten.
-    book.set_uplink(Some(&uplink("198.51.100.11", 24, "198.51.100.1")));
+    run(book.set_uplink(Some(&uplink("198.51.100.11", 24, "198.51.100.1"))));
     assert_eq!(run(book.admit("c", None)), Ok(Some(ip("198.51.100.200"))));
 }
 
@@ -169,7 +173,7 @@ fn a_declined_address_is_not_given_again_until_the_uplink_changes() {
 fn an_exhausted_pool_is_a_typed_refusal_naming_the_pool() {
     let lan = FakeLan::default();
     let mut book = book(&lan, Pool { first: 200, last: 201 });
-    book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2)));
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
     run(book.admit("a", None)).unwrap();
     run(book.admit("b", None)).unwrap();
     let refused = run(book.admit("c", None)).unwrap_err();
@@ -193,6 +197,32 @@ fn restored_addresses_in_the_same_subnet_are_not_probed_again() {
 fn a_failing_prober_gives_addresses_unprobed() {
     let lan = FakeLan { broken: true, ..FakeLan::default() };
     let mut book = book(&lan, Pool::default());
-    book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2)));
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
     assert_eq!(run(book.admit("a", None)), Ok(Some(ip("198.51.100.200"))));
+}
+
+#[test]
+fn the_same_subnet_behind_another_gateway_is_another_network() {
+    let lan = FakeLan::default();
+    let gateway = ip(HOME.2);
+    lan.taken.borrow_mut().insert(gateway);
+    lan.macs.borrow_mut().insert(gateway, Mac([2, 0, 0, 0, 0, 1]));
+    let mut book = book(&lan, Pool::default());
+    let home = uplink(HOME.0, HOME.1, HOME.2);
+    assert_eq!(run(book.set_uplink(Some(&home))), NetworkChange::NewNetwork);
+    run(book.admit("a", None)).unwrap();
+    // Offline and back, the same router answers: the same network, addresses probed again.
+    assert_eq!(run(book.set_uplink(None)), NetworkChange::Moved);
+    assert_eq!(run(book.set_uplink(Some(&home))), NetworkChange::Moved);
+    // Another address from the same router: still the same network.
+    let renewed = uplink("198.51.100.11", 24, HOME.2);
+    assert_eq!(run(book.set_uplink(Some(&renewed))), NetworkChange::Moved);
+    // Offline, then the same subnet but another router: another network.
+    run(book.set_uplink(None));
+    lan.macs.borrow_mut().insert(gateway, Mac([2, 0, 0, 0, 0, 2]));
+    assert_eq!(run(book.set_uplink(Some(&home))), NetworkChange::NewNetwork);
+    // Another NetworkManager connection in the same subnet: another network too.
+    let other = Uplink { connection: Some("b6f0ad2c-0000-4000-8000-000000000001".into()), ..home.clone() };
+    assert_eq!(run(book.set_uplink(Some(&other))), NetworkChange::NewNetwork);
+    assert_eq!(run(book.set_uplink(Some(&other))), NetworkChange::None);
 }

@@ -97,6 +97,9 @@ pub async fn probe(
             let Some(arp) = packet? else { continue };
             if let Some(&hit) = candidates.iter().find(|&&c| arp.conflicts_with(c, socket.mac)) {
                 found.entry(hit).or_insert(arp.sender_mac);
+                if found.len() == candidates.len() {
+                    break; // every candidate answered: nothing left to learn
+                }
             }
         }
     }

@@ -16,10 +16,12 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         let started = tokio::time::Instant::now();
         self.retry = None;
         let mut rehomed = None;
+        let new_network = self.uplink.is_some() && std::mem::take(&mut self.new_network);
         if let Some(subnet) = self.uplink.as_ref().map(|up| up.subnet()) {
             let names: Vec<String> = self.guests.keys().cloned().collect();
             self.unsaved |= self.book.rehome(names.iter().map(String::as_str)).await;
-            if self.last_subnet != Some(subnet) {
+            if self.last_subnet != Some(subnet) || new_network {
+                // Another network with the same subnet is a re-home too (old = new subnet).
                 rehomed = self.last_subnet.map(|old| (old, subnet));
                 self.last_subnet = Some(subnet);
                 self.unsaved = true;
@@ -46,7 +48,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         self.after_apply(&outcome);
         self.tap_indexes = outcome.tap_indexes.clone();
         let names: Vec<String> = self.guests.keys().cloned().collect();
-        self.tell_guests(names.iter().map(String::as_str));
+        self.tell_guests(names.iter().map(String::as_str), new_network);
         self.publish_all(rehomed).await;
         tracing::debug!(elapsed = ?started.elapsed(), ?outcome, "converged");
         if let Some((old, new)) = rehomed {
@@ -63,7 +65,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         let uplink =
             self.source.read().await.map_err(|e| Error::Failed(format!("reading the uplink: {e}")))?;
         if uplink != self.uplink {
-            self.set_uplink(uplink);
+            self.set_uplink(uplink).await;
         }
         self.converge().await.map_err(|SaveFailed(m)| Error::Failed(m))?;
         let outcome = self.kernel.settle().await;

@@ -40,7 +40,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         }
         self.after_apply(&outcome);
         self.tap_indexes.extend(outcome.tap_indexes);
-        self.tell_guests([name.as_str()]);
+        self.tell_guests([name.as_str()], false);
         self.publish_guest(&name, &guest.tap).await;
         tracing::info!("added guest {name} on {}", guest.tap);
         Ok(vmnet_dbus::guest_object_path(&name))
@@ -130,7 +130,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             Some(new) => tracing::info!("guest {name} moves from {address} to {new}"),
             None => tracing::warn!("guest {name} declined {address} and no other address is free"),
         }
-        self.tell_guests([name.as_str()]);
+        self.tell_guests([name.as_str()], false);
         self.publish_guest(&name, &guest.tap).await;
     }
 

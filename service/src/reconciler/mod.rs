@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::address_book::{AddressBook, Prober};
+use crate::address_book::{AddressBook, NetworkChange, Prober};
 use crate::bus::Command;
 use crate::config::Config;
 use crate::dhcp::{Declined, LeaseParams, Leases, ServedTap, TapLease};
@@ -70,6 +70,8 @@ pub struct Reconciler<S, K, P, N> {
     retry: Option<(Instant, Duration)>,
     /// The address each guest was last given: a different one means re-home (QMP flap).
     given: BTreeMap<String, Ipv4Addr>,
+    /// The uplink moved to another network since the last full sync.
+    new_network: bool,
 }
 
 /// Why a change could not be kept.
@@ -112,6 +114,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             tap_indexes: BTreeMap::new(),
             retry: None,
             given,
+            new_network: false,
         }
     }
 
@@ -137,7 +140,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                     }
                     let uplink = inputs.uplink.borrow_and_update().clone();
                     if uplink != self.uplink {
-                        self.set_uplink(uplink);
+                        self.set_uplink(uplink).await;
                         let _ = self.converge().await;
                     }
                 }
@@ -174,7 +177,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         }
     }
 
-    fn set_uplink(&mut self, uplink: Option<Uplink>) {
+    async fn set_uplink(&mut self, uplink: Option<Uplink>) {
         match &uplink {
             Some(up) => tracing::info!(
                 "uplink {} is {}/{} (gateway {:?}, mtu {})",
@@ -186,7 +189,9 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             ),
             None => tracing::info!("uplink offline"),
         }
-        self.book.set_uplink(uplink.as_ref());
+        if self.book.set_uplink(uplink.as_ref()).await == NetworkChange::NewNetwork {
+            self.new_network = true;
+        }
         self.uplink = uplink;
     }
 
@@ -277,8 +282,8 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
     }
 
     /// Announces the addresses given since they were last told, and asks guests that moved to
-    /// renew their lease.
-    fn tell_guests<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+    /// renew their lease; on a new network (`everyone`) all of them.
+    fn tell_guests<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, everyone: bool) {
         let Some(network) = self.book.network() else { return };
         let interface = network.interface.clone();
         let mut fresh = Vec::new();
@@ -287,7 +292,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                 continue;
             };
             let previous = self.given.insert(name.to_owned(), address);
-            if previous == Some(address) {
+            if previous == Some(address) && !everyone {
                 continue;
             }
             fresh.push(address);

@@ -263,7 +263,7 @@ fn a_roam_rehomes_every_guest_and_asks_them_to_renew() {
         r.add_guest(new_guest("web")).await.unwrap();
         r.add_guest(NewGuest { address: Some(ip("198.51.100.9")), ..new_guest("db") }).await.unwrap();
         // In the office the host has .9: db moves to the next free pool address.
-        r.set_uplink(Some(office()));
+        r.set_uplink(Some(office())).await;
         r.converge().await.unwrap();
     });
     let routes =
@@ -288,7 +288,7 @@ fn offline_guests_keep_their_taps_and_lose_their_routes() {
     run(async {
         r.start().await;
         r.add_guest(new_guest("web")).await.unwrap();
-        r.set_uplink(None);
+        r.set_uplink(None).await;
         r.converge().await.unwrap();
     });
     assert_eq!(bench.calls.borrow().last(), Some(&Call::SyncAll { routes: vec![] }));
@@ -348,12 +348,16 @@ fn a_roam_is_applied_even_when_the_state_cannot_be_written_and_the_write_is_retr
     });
     std::fs::remove_dir_all(&bench.dir).unwrap();
     std::fs::write(&bench.dir, "").unwrap();
-    r.set_uplink(Some(office()));
+    run(r.set_uplink(Some(office())));
     let result = run(r.converge());
     std::fs::remove_file(&bench.dir).unwrap();
     assert!(result.is_err(), "the failed write is reported");
     let routes = vec![(ip("203.0.113.200"), "vmt-web".to_owned())];
-    assert_eq!(bench.calls.borrow().last(), Some(&Call::SyncAll { routes }), "the kernel is in the new subnet");
+    assert_eq!(
+        bench.calls.borrow().last(),
+        Some(&Call::SyncAll { routes }),
+        "the kernel is in the new subnet"
+    );
     assert!(r.retry.is_some(), "the write is retried");
     run(r.converge()).unwrap();
     let state = StateFile::new(&bench.dir).load().unwrap();
@@ -394,7 +398,10 @@ fn each_owner_has_a_guest_limit_but_root_has_none() {
         r.add_guest(new_guest("a")).await.unwrap();
         r.add_guest(new_guest("b")).await.unwrap();
         let refused = r.add_guest(new_guest("c")).await;
-        assert!(matches!(&refused, Err(vmnet_dbus::Error::LimitExceeded(m)) if m.contains("user 1000 has 2")), "{refused:?}");
+        assert!(
+            matches!(&refused, Err(vmnet_dbus::Error::LimitExceeded(m)) if m.contains("user 1000 has 2")),
+            "{refused:?}"
+        );
         r.add_guest(NewGuest { owner: 1001, ..new_guest("d") }).await.unwrap();
         for name in ["e", "f", "g"] {
             r.add_guest(NewGuest { owner: 0, ..new_guest(name) }).await.unwrap();

@@ -47,7 +47,9 @@ impl KernelUplink {
         let Some(link) = self.netlink.link_by_name(&self.interface).await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        if !link.up {
+        // Without carrier (disassociated, cable out) the uplink is offline: when it returns it
+        // may be on another network with the same subnet.
+        if !link.up || !link.lower_up {
             return Ok(None);
         }
         let addresses = self.netlink.ipv4_addresses(link.index).await.map_err(|e| e.to_string())?;
@@ -67,6 +69,7 @@ impl KernelUplink {
             mtu: link.mtu,
             nameservers,
             domains,
+            connection: None,
         }))
     }
 

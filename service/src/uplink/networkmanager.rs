@@ -160,7 +160,17 @@ impl NmUplink {
             self.domains.clone()
         };
         let mtu = take(&device, "Mtu").unwrap_or(1500);
-        Ok(Some(Uplink { interface, address, prefix_len, gateway, mtu, nameservers, domains }))
+        let profile = take::<String>(&connection, "Uuid").filter(|uuid| !uuid.is_empty());
+        Ok(Some(Uplink {
+            interface,
+            address,
+            prefix_len,
+            gateway,
+            mtu,
+            nameservers,
+            domains,
+            connection: profile,
+        }))
     }
 
     /// Follows NM's signals (and NM coming and going); after each burst the uplink is read
