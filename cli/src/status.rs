@@ -11,13 +11,14 @@ pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
     let manager = bus.manager().await?;
     // The first call activates vmnetd when it is not running.
     let guests = manager.list_guests().await.map_err(|e| bus.vmnet_error(e))?;
-    let (state, uplink, host_address, subnet, gateway, nameservers, version) = futures::try_join!(
+    let (state, uplink, host_address, subnet, gateway, nameservers, problems, version) = futures::try_join!(
         manager.state(),
         manager.uplink(),
         manager.host_address(),
         manager.subnet(),
         manager.gateway(),
         manager.nameservers(),
+        manager.problems(),
         manager.version()
     )
     .map_err(|e| bus.zbus_error(e))?;
@@ -30,6 +31,7 @@ pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
             "subnet": subnet,
             "gateway": gateway,
             "nameservers": nameservers,
+            "problems": problems,
             "version": version,
             "guests": {
                 "total": counts.total,
@@ -45,7 +47,7 @@ pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
     } else {
         format!("{host_address} (the guests' gateway)")
     };
-    print(&key_values(&[
+    let mut rows = vec![
         ("State", state),
         ("Uplink", shown(uplink)),
         ("Host address", host),
@@ -54,7 +56,10 @@ pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
         ("Nameservers", shown(nameservers.join(", "))),
         ("Guests", counts.summary()),
         ("Version", version),
-    ]))
+    ];
+    // Shown only when there are any: what the kernel refused, retried by vmnetd.
+    rows.extend(problems.into_iter().map(|problem| ("Problem", problem)));
+    print(&key_values(&rows))
 }
 
 /// How many guests are in each state.

@@ -37,6 +37,8 @@ pub trait Manager1 {
     #[zbus(property)]
     fn nameservers(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
+    fn problems(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }
 

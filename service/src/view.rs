@@ -16,6 +16,8 @@ pub struct ManagerView {
     pub subnet: String,
     pub gateway: String,
     pub nameservers: Vec<String>,
+    /// Kernel operations that failed and are retried.
+    pub problems: Vec<String>,
     pub guests: BTreeMap<String, GuestView>,
 }
 
@@ -41,6 +43,7 @@ impl Default for ManagerView {
             subnet: String::new(),
             gateway: String::new(),
             nameservers: Vec::new(),
+            problems: Vec::new(),
             guests: BTreeMap::new(),
         }
     }
@@ -64,6 +67,7 @@ impl ManagerView {
             subnet: up.subnet().to_string(),
             gateway: up.gateway.map(|g| g.to_string()).unwrap_or_default(),
             nameservers: up.nameservers.iter().map(|n| n.to_string()).collect(),
+            problems: Vec::new(),
             guests,
         }
     }

@@ -162,6 +162,11 @@ impl Manager {
         self.read(|v| v.nameservers.clone()).await
     }
 
+    #[zbus(property)]
+    async fn problems(&self) -> Vec<String> {
+        self.read(|v| v.problems.clone()).await
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()

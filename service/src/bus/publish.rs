@@ -75,6 +75,13 @@ impl Publisher {
         Ok(())
     }
 
+    /// PropertiesChanged for the manager's `Problems`.
+    pub async fn publish_problems(&self) -> zbus::Result<()> {
+        let iface: InterfaceRef<Manager> = self.connection.object_server().interface(MANAGER_PATH).await?;
+        let manager = iface.get().await;
+        manager.problems_changed(iface.signal_emitter()).await
+    }
+
     async fn publish_manager(
         &self,
         old: &ManagerView,
@@ -101,6 +108,9 @@ impl Publisher {
         }
         if old.nameservers != new.nameservers {
             manager.nameservers_changed(emitter).await?;
+        }
+        if old.problems != new.problems {
+            manager.problems_changed(emitter).await?;
         }
         if let Some((old_subnet, new_subnet)) = rehomed {
             Manager::rehomed(emitter, &old_subnet.to_string(), &new_subnet.to_string()).await?;

@@ -38,6 +38,8 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         // The kernel follows the uplink even when the state cannot be written: a failed write
         // is retried with back-off (and kept in memory until then).
         let _ = self.save();
+        // What this sync finds failing replaces what earlier steps did.
+        self.problems.clear();
         let saved_before = self.saved.clone();
         let mut outcome = self.kernel.sync_all(&desired, &mut self.saved).await;
         self.unsaved |= self.saved != saved_before;

@@ -36,6 +36,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             self.forget_guest(&name);
             let _ = self.leave_host_settings();
             self.after_apply(&cleanup);
+            self.publish_problems().await;
             return Err(Error::Failed(format!("could not set up guest {name}: {reason}")));
         }
         self.after_apply(&outcome);

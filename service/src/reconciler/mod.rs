@@ -35,6 +35,8 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often everything is read back and swept even when nothing asked for it.
 const FULL_SYNC_PERIOD: Duration = Duration::from_secs(60);
+/// Problems kept for `Problems`, the latest.
+const MAX_PROBLEMS: usize = 16;
 
 /// What the reconciler listens to; each producer owns its sending side.
 pub struct Inputs {
@@ -72,6 +74,8 @@ pub struct Reconciler<S, K, P, N> {
     given: BTreeMap<String, Ipv4Addr>,
     /// The uplink moved to another network since the last full sync.
     new_network: bool,
+    /// Kernel operations that failed since the last clean full sync (published as `Problems`).
+    problems: Vec<String>,
 }
 
 /// Why a change could not be kept.
@@ -115,6 +119,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             retry: None,
             given,
             new_network: false,
+            problems: Vec::new(),
         }
     }
 
@@ -219,14 +224,19 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         Ok(())
     }
 
-    /// Logs what failed and schedules a full sync with back-off; clears it after a clean step.
+    /// Logs what failed, keeps it for `Problems` and schedules a full sync with back-off.
     fn after_apply(&mut self, outcome: &Outcome) {
         if outcome.errors.is_empty() {
             return;
         }
         for error in &outcome.errors {
             tracing::warn!("{error}");
+            if !self.problems.contains(error) {
+                self.problems.push(error.clone());
+            }
         }
+        let excess = self.problems.len().saturating_sub(MAX_PROBLEMS);
+        self.problems.drain(..excess);
         let delay = self.retry.map_or(RETRY_FIRST, |(_, last)| (last * 2).min(RETRY_MAX));
         tracing::warn!("{} operations failed; retrying in {delay:?}", outcome.errors.len());
         self.retry = Some((Instant::now() + delay, delay));
@@ -260,6 +270,21 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             }
         });
         self.outputs.notifier.publish_guest(name, old.as_ref(), new.as_ref()).await;
+        self.publish_problems().await;
+    }
+
+    /// Publishes `Problems` when a step changed them.
+    async fn publish_problems(&mut self) {
+        let changed = self.outputs.view.send_if_modified(|view| {
+            let changed = view.problems != self.problems;
+            if changed {
+                view.problems = self.problems.clone();
+            }
+            changed
+        });
+        if changed {
+            self.outputs.notifier.problems_changed().await;
+        }
     }
 
     /// Publishes every lease and the whole view after a full sync.
@@ -272,10 +297,11 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             *old = leases;
             changed
         });
-        let view = ManagerView::new(
+        let mut view = ManagerView::new(
             self.uplink.as_ref(),
             self.guests.values().map(|g| (g, self.book.status(&g.name))),
         );
+        view.problems = self.problems.clone();
         let old = self.outputs.view.send_replace(view);
         self.outputs.ready.send_replace(true);
         self.outputs.notifier.publish(&old, &self.outputs.view.borrow(), rehomed).await;

@@ -31,6 +31,8 @@ pub trait Notifier {
         old: Option<&GuestView>,
         new: Option<&GuestView>,
     ) -> impl Future<Output = ()>;
+    /// Publishes that the view's `problems` changed.
+    fn problems_changed(&self) -> impl Future<Output = ()>;
 }
 
 /// The real one: D-Bus through the [`Publisher`], ARP on the uplink, QMP in the background.
@@ -70,6 +72,12 @@ impl Notifier for WorldNotifier {
     async fn publish_guest(&self, name: &str, old: Option<&GuestView>, new: Option<&GuestView>) {
         if let Err(e) = self.publisher.publish_guest(name, old, new).await {
             tracing::warn!("publishing guest {name}: {e}");
+        }
+    }
+
+    async fn problems_changed(&self) {
+        if let Err(e) = self.publisher.publish_problems().await {
+            tracing::warn!("publishing Problems: {e}");
         }
     }
 }

@@ -29,11 +29,13 @@ enum Call {
 struct FakeKernel {
     calls: Rc<RefCell<Vec<Call>>>,
     failing_taps: BTreeSet<String>,
+    /// What the kernel refuses in every step, e.g. a sysctl write.
+    refused: Rc<RefCell<Vec<String>>>,
 }
 
 impl FakeKernel {
     fn outcome_for(&self, taps: impl IntoIterator<Item = String>) -> Outcome {
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome { errors: self.refused.borrow().clone(), ..Outcome::default() };
         for (index, tap) in taps.into_iter().enumerate() {
             if self.failing_taps.contains(&tap) {
                 outcome.errors.push(format!("{tap}: Operation not permitted"));
@@ -93,6 +95,7 @@ struct Told {
     renewed: Vec<(String, Ipv4Addr, Ipv4Addr)>,
     rehomed: Vec<(String, String)>,
     guest_changes: Vec<(String, Option<String>, Option<String>)>,
+    problems_changed: usize,
 }
 
 #[derive(Default, Clone)]
@@ -113,6 +116,9 @@ impl Notifier for FakeNotifier {
     async fn publish_guest(&self, name: &str, old: Option<&GuestView>, new: Option<&GuestView>) {
         let address = |view: Option<&GuestView>| view.map(|v| v.address.clone());
         self.0.borrow_mut().guest_changes.push((name.into(), address(old), address(new)));
+    }
+    async fn problems_changed(&self) {
+        self.0.borrow_mut().problems_changed += 1;
     }
 }
 
@@ -410,6 +416,27 @@ fn each_owner_has_a_guest_limit_but_root_has_none() {
         r.add_guest(new_guest("c")).await.unwrap();
     });
     assert_eq!(r.guests.len(), 6);
+}
+
+#[test]
+fn what_the_kernel_refuses_is_published_as_problems_until_a_clean_sync() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("problems", &lan, Some(home()), &[]);
+    let refused = r.kernel.refused.clone();
+    let sysctl = "sysctl net/ipv4/conf/vmt-web/rp_filter: Read-only file system (os error 30)".to_owned();
+    run(async {
+        r.start().await;
+        refused.borrow_mut().push(sysctl.clone());
+        r.add_guest(new_guest("web")).await.unwrap();
+    });
+    assert_eq!(bench.view.borrow().problems, [sysctl.clone()]);
+    assert_eq!(bench.told.borrow().problems_changed, 1);
+    assert!(r.retry.is_some(), "retried with back-off");
+    run(r.converge()).unwrap();
+    assert_eq!(bench.view.borrow().problems, [sysctl], "still refused: still a problem");
+    refused.borrow_mut().clear();
+    run(r.converge()).unwrap();
+    assert!(bench.view.borrow().problems.is_empty(), "a clean sync clears them");
 }
 
 #[test]
