@@ -429,7 +429,7 @@ fn what_the_kernel_refuses_is_published_as_problems_until_a_clean_sync() {
         refused.borrow_mut().push(sysctl.clone());
         r.add_guest(new_guest("web")).await.unwrap();
     });
-    assert_eq!(bench.view.borrow().problems, [sysctl.clone()]);
+    assert_eq!(bench.view.borrow().problems, std::slice::from_ref(&sysctl));
     assert_eq!(bench.told.borrow().problems_changed, 1);
     assert!(r.retry.is_some(), "retried with back-off");
     run(r.converge()).unwrap();
