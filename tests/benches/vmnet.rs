@@ -20,6 +20,7 @@
 //! 5. AddGuest and the 1000-guest re-home again with ARP probing on (the default, 200 ms);
 //!    1 and 2 run with `probe_ms = 0` so that they show the API and kernel paths alone.
 //!
+//! `VMNET_BENCH_LOG_DIR=DIR` keeps vmnetd's debug log of each part there.
 //! `VMNET_BENCH_PARTS=add,dhcp,rehome` (default: all three) runs only some parts, e.g. to measure a
 //! vmnetd of an earlier version (`VMNETD_BIN=...`) that knows fewer configuration keys.
 //!
@@ -323,6 +324,18 @@ fn rehome_times() {
     let mut watch = client.watch_rehomed().expect("subscribe to Rehomed");
     println!("  1000 guests, ARP probing on (probe_ms = 200):");
     rehome_series(&world, &mut netlink, ifindex, &mut watch, &client, &mut current, 1000);
+    keep_log(&world, "rehome");
+}
+
+/// Copies vmnetd's debug log to `$VMNET_BENCH_LOG_DIR/<part>.log`, when that is set.
+fn keep_log(world: &World, part: &str) {
+    if let Some(dir) = std::env::var_os("VMNET_BENCH_LOG_DIR") {
+        let to = Path::new(&dir).join(format!("{part}.log"));
+        match fs::copy(world.dir().join("vmnetd.log"), &to) {
+            Ok(_) => println!("  vmnetd's log: {}", to.display()),
+            Err(e) => println!("  cannot copy vmnetd's log to {}: {e}", to.display()),
+        }
+    }
 }
 
 /// AddGuest and RemoveGuest as root of one more guest while `present` guests exist: the cost of

@@ -152,21 +152,24 @@ impl<P: Prober> AddressBook<P> {
             return NetworkChange::Moved;
         };
         let last = self.network.replace(new.clone()).or_else(|| self.last_network.take());
-        let gateway_mac = self.ask_gateway(&new).await;
-        let same_subnet = last.as_ref().is_some_and(|old| old.subnet == new.subnet);
-        let same_connection = last.as_ref().is_some_and(|old| old.connection == new.connection);
-        let same_gateway = match (self.gateway_mac, gateway_mac) {
-            (Some(before), Some(now)) => before == now,
-            _ => true, // unknown: assume the same
-        };
-        if gateway_mac.is_some() {
-            self.gateway_mac = gateway_mac;
-        }
-        if same_subnet && same_connection && same_gateway {
+        let same =
+            last.as_ref().is_some_and(|old| old.subnet == new.subnet && old.connection == new.connection);
+        // Only the same subnet needs the gateway asked (at once, it answers in a moment).
+        if same && self.gateway_answers_as_before(&new).await {
             return NetworkChange::Moved;
         }
         self.probed.clear();
+        if !same {
+            self.gateway_mac = None; // learned with the first probes in the new network
+        }
         NetworkChange::NewNetwork
+    }
+
+    /// Whether the gateway's address is answered by the MAC that answered before (unknown
+    /// either way: assume so). The answer becomes the one to compare with next time.
+    async fn gateway_answers_as_before(&mut self, network: &Network) -> bool {
+        let Some(now) = self.ask_gateway(network).await else { return true };
+        self.gateway_mac.replace(now).is_none_or(|before| before == now)
     }
 
     /// The MAC that answers for the gateway's address (an ARP probe, answered at once).
@@ -341,7 +344,8 @@ impl<P: Prober> AddressBook<P> {
                 None => self.numbers.remove(*name),
             };
         }
-        self.numbers.retain(|name, _| names.contains(&name.as_str()));
+        let listed: BTreeSet<&str> = names.iter().copied().collect();
+        self.numbers.retain(|name, _| listed.contains(name.as_str()));
         slots != before
     }
 
@@ -375,7 +379,8 @@ impl<P: Prober> AddressBook<P> {
         };
     }
 
-    /// Probes the addresses not probed yet in this subnet and records those in use.
+    /// Probes the addresses not probed yet in this subnet and records those in use. The
+    /// gateway is asked along, when its MAC is not known yet in this network.
     async fn probe(&mut self, network: &Network, addresses: &[Ipv4Addr]) {
         let fresh: Vec<Ipv4Addr> = addresses.iter().copied().filter(|a| !self.probed.contains(a)).collect();
         if fresh.is_empty() {
@@ -385,8 +390,13 @@ impl<P: Prober> AddressBook<P> {
             self.probed.extend(fresh);
             return;
         }
-        match self.prober.probe(&network.interface, &fresh, self.probe_window).await {
-            Ok(found) => {
+        let gateway = network.gateway.filter(|g| self.gateway_mac.is_none() && !fresh.contains(g));
+        let asked: Vec<Ipv4Addr> = fresh.iter().copied().chain(gateway).collect();
+        match self.prober.probe(&network.interface, &asked, self.probe_window).await {
+            Ok(mut found) => {
+                if let Some(mac) = gateway.and_then(|g| found.remove(&g)) {
+                    self.gateway_mac = Some(mac);
+                }
                 for address in fresh {
                     match found.get(&address) {
                         Some(mac) => {

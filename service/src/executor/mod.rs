@@ -46,6 +46,19 @@ impl Outcome {
     fn error(&mut self, error: impl ToString) {
         self.errors.push(error.to_string());
     }
+
+    /// What the step did, in a line (the tap indexes left out: one per guest).
+    pub fn summary(&self) -> String {
+        format!(
+            "taps +{} -{}, routes +{} -{}, sysctls {}, errors {}",
+            self.taps_created,
+            self.taps_removed,
+            self.routes_set,
+            self.routes_removed,
+            self.sysctls_written,
+            self.errors.len()
+        )
+    }
 }
 
 /// The kernel operations the reconciler asks for (faked in its unit tests).
@@ -58,6 +71,15 @@ pub trait Kernel {
     /// Reads everything back and converges it to `desired`, sweeping what vmnetd owns and no
     /// longer wants; restores saved host sysctls that are no longer wanted.
     fn sync_all(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> impl Future<Output = Outcome>;
+
+    /// The routes and host sysctls alone, with the taps as last set up (`taps`: name →
+    /// index): what an uplink change moves, before the full sync that follows it.
+    fn sync_routes(
+        &mut self,
+        desired: &Desired,
+        saved: &mut SavedSysctls,
+        taps: &BTreeMap<String, u32>,
+    ) -> impl Future<Output = Outcome>;
 
     /// One guest's tap, tap sysctls and route. `previous` is the address it had: its route
     /// goes when the address changed.
@@ -146,6 +168,18 @@ impl Kernel for Executor {
 
     async fn sync_all(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
         self.full_sync(desired, saved).await
+    }
+
+    async fn sync_routes(
+        &mut self,
+        desired: &Desired,
+        saved: &mut SavedSysctls,
+        taps: &BTreeMap<String, u32>,
+    ) -> Outcome {
+        let mut outcome = Outcome { tap_indexes: taps.clone(), ..Outcome::default() };
+        host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
+        self.converge_routes(desired, &mut outcome).await;
+        outcome
     }
 
     async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>) -> Outcome {

@@ -24,6 +24,7 @@ impl Executor {
                 self.finish_deleting(&spec.name, &mut outcome).await;
             }
         }
+        let started = std::time::Instant::now();
         let links = match self.netlink.tun_links().await {
             Ok(links) => links,
             Err(e) => {
@@ -31,6 +32,7 @@ impl Executor {
                 return outcome;
             }
         };
+        let dumped = started.elapsed();
         let mut by_name: HashMap<String, Link> = links.into_iter().map(|l| (l.name.clone(), l)).collect();
         let current: HashSet<(String, u32)> = desired
             .taps
@@ -45,7 +47,9 @@ impl Executor {
             }
         }
         host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
-        self.sync_routes(desired, &mut outcome).await;
+        let taps = started.elapsed();
+        self.converge_routes(desired, &mut outcome).await;
+        let routes = started.elapsed();
         // What is left in `by_name` is not wanted.
         for link in by_name.values() {
             if link.name.starts_with(TAP_PREFIX) && !being_deleted.contains(&link.name) {
@@ -55,10 +59,13 @@ impl Executor {
                 self.start_deleting(link.index, &link.name);
             }
         }
+        tracing::debug!(?dumped, ?taps, ?routes, "full sync: links dumped, taps verified, routes synced");
         outcome
     }
 
-    async fn sync_routes(&self, desired: &Desired, outcome: &mut Outcome) {
+    /// vmnetd's routes read back and converged to `desired`, with the taps' indexes in
+    /// `outcome.tap_indexes`.
+    pub(super) async fn converge_routes(&self, desired: &Desired, outcome: &mut Outcome) {
         let ours = match self.netlink.vmnet_routes().await {
             Ok(routes) => routes,
             Err(e) => return outcome.error(e),

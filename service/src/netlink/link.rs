@@ -2,7 +2,7 @@
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoTun, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoTun, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::LinkUnspec;
 
@@ -29,7 +29,9 @@ impl Netlink {
     /// Every tun/tap device, in one dump filtered by the kernel.
     pub async fn tun_links(&self) -> Result<Vec<Link>> {
         let mut request = self.handle.link().get();
-        request.message_mut().attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Tun)]));
+        let attributes = &mut request.message_mut().attributes;
+        attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Tun)]));
+        attributes.push(skip_stats());
         let mut stream = request.execute();
         let mut links = Vec::new();
         // Parsed one message at a time: the dump's messages are never all held at once.
@@ -40,7 +42,9 @@ impl Netlink {
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
-        let mut request = self.handle.link().get().match_name(name.to_owned()).execute();
+        let mut request = self.handle.link().get().match_name(name.to_owned());
+        request.message_mut().attributes.push(skip_stats());
+        let mut request = request.execute();
         match request.try_next().await {
             Ok(message) => Ok(message.as_ref().map(parse_link)),
             Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
@@ -78,6 +82,12 @@ impl Netlink {
             other => other.map_err(failed(format!("delete link {name}"))),
         }
     }
+}
+
+/// Links come without their statistics: vmnetd never reads them, and they are most of a
+/// link message.
+fn skip_stats() -> LinkAttribute {
+    LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats])
 }
 
 pub(super) fn parse_link(message: &LinkMessage) -> Link {

@@ -9,10 +9,25 @@ use crate::executor::{Kernel, Outcome};
 use crate::planner;
 use crate::uplink::UplinkSource;
 
+/// How much of the kernel a converge reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// Everything vmnetd owns: taps (a dump of every tap), host sysctls, routes.
+    Full,
+    /// What an uplink change moves: routes and host sysctls, with the taps as last set up. A
+    /// full sync follows at once, after the re-home is published.
+    Routes,
+}
+
 impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K, P, N> {
+    /// The full sync.
+    pub(super) async fn converge(&mut self) -> Result<Outcome, SaveFailed> {
+        self.converge_with(Scope::Full).await
+    }
+
     /// Assigns addresses (probing new ones), persists, applies, publishes. Fails only when the
     /// state could not be written (the kernel was converged all the same).
-    pub(super) async fn converge(&mut self) -> Result<Outcome, SaveFailed> {
+    pub(super) async fn converge_with(&mut self, scope: Scope) -> Result<Outcome, SaveFailed> {
         let started = tokio::time::Instant::now();
         self.retry = None;
         let mut rehomed = None;
@@ -27,6 +42,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
                 self.unsaved = true;
             }
         }
+        let homed = started.elapsed();
         let desired = planner::plan(
             self.uplink.as_ref(),
             self.guests.values().map(|g| (g, self.book.address(&g.name))),
@@ -38,21 +54,30 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         // The kernel follows the uplink even when the state cannot be written: a failed write
         // is retried with back-off (and kept in memory until then).
         let _ = self.save();
+        let planned = started.elapsed();
         // What this sync finds failing replaces what earlier steps did.
         self.problems.clear();
         let saved_before = self.saved.clone();
-        let mut outcome = self.kernel.sync_all(&desired, &mut self.saved).await;
+        let mut outcome = match scope {
+            Scope::Full => self.kernel.sync_all(&desired, &mut self.saved).await,
+            Scope::Routes => self.kernel.sync_routes(&desired, &mut self.saved, &self.tap_indexes).await,
+        };
         self.unsaved |= self.saved != saved_before;
         let saved = self.save();
         if let Err(SaveFailed(reason)) = &saved {
             outcome.errors.push(reason.clone());
         }
         self.after_apply(&outcome);
+        let applied = started.elapsed();
         self.tap_indexes = outcome.tap_indexes.clone();
         let names: Vec<String> = self.guests.keys().cloned().collect();
         self.tell_guests(names.iter().map(String::as_str), new_network);
         self.publish_all(rehomed).await;
-        tracing::debug!(elapsed = ?started.elapsed(), ?outcome, "converged");
+        if scope == Scope::Full {
+            release_freed_memory();
+        }
+        tracing::debug!(?homed, ?planned, ?applied, "converge: addresses, plan and state file, kernel");
+        tracing::debug!(elapsed = ?started.elapsed(), outcome = outcome.summary(), "converged");
         if let Some((old, new)) = rehomed {
             tracing::info!("re-homed {} guests from {old} to {new}", self.guests.len());
         }
@@ -73,5 +98,15 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         let outcome = self.kernel.settle().await;
         self.after_apply(&outcome);
         Ok(())
+    }
+}
+
+/// Gives the memory a full sync used (a dump of every tap) back to the system: the allocator
+/// keeps freed pages otherwise, and a long-running daemon should not hold its peak for good.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

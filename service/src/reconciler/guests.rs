@@ -17,6 +17,7 @@ use crate::uplink::UplinkSource;
 
 impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> {
     pub(super) async fn add_guest(&mut self, request: NewGuest) -> Result<OwnedObjectPath, Error> {
+        let started = std::time::Instant::now();
         let requested = request.address;
         let guest = self.admit(request)?;
         let name = guest.name.clone();
@@ -28,8 +29,10 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             self.forget_guest(&name);
             return Err(Error::Failed(format!("could not add guest {name}: {reason}")));
         }
+        let saved = started.elapsed();
         let plan = planner::plan_guest(self.uplink.as_ref(), &guest, address);
         let outcome = self.kernel.ensure_guest(&plan, None).await;
+        let applied = started.elapsed();
         if outcome.failed_taps.contains(&guest.tap) {
             let reason = outcome.errors.join("; ");
             let cleanup = self.kernel.remove_guest(&guest.tap, plan.route.as_ref()).await;
@@ -43,6 +46,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         self.tap_indexes.extend(outcome.tap_indexes);
         self.tell_guests([name.as_str()], false);
         self.publish_guest(&name, &guest.tap).await;
+        tracing::debug!(?saved, ?applied, published = ?started.elapsed(), "AddGuest {name}: state file, kernel, published");
         tracing::info!("added guest {name} on {}", guest.tap);
         Ok(vmnet_dbus::guest_object_path(&name))
     }

@@ -29,6 +29,7 @@ use crate::model::{Guest, Subnet, Uplink};
 use crate::state::{State, StateFile, StateRef, StoredGuestRef, FORMAT_VERSION};
 use crate::uplink::UplinkSource;
 use crate::view::{GuestView, ManagerView};
+use converge::Scope;
 use notify::Notifier;
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -146,6 +147,9 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                     let uplink = inputs.uplink.borrow_and_update().clone();
                     if uplink != self.uplink {
                         self.set_uplink(uplink).await;
+                        // The routes move first and the re-home is published; then everything
+                        // is read back.
+                        let _ = self.converge_with(Scope::Routes).await;
                         let _ = self.converge().await;
                     }
                 }

@@ -1,7 +1,7 @@
 //! The reconciler's decisions, with a fake uplink source, kernel, LAN and notifier.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -20,6 +20,7 @@ use crate::view::GuestView;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
     SyncAll { routes: Vec<(Ipv4Addr, String)> },
+    SyncRoutes { routes: Vec<(Ipv4Addr, String)> },
     EnsureGuest { tap: String, route: Option<Ipv4Addr>, previous: Option<Ipv4Addr> },
     RemoveGuest { tap: String, route: Option<Ipv4Addr> },
     SyncHost(Vec<String>),
@@ -62,6 +63,18 @@ impl Kernel for FakeKernel {
         self.calls.borrow_mut().push(Call::SyncAll { routes });
         saved.retain(|key, _| desired.host_sysctls.iter().any(|s| s.key == *key));
         self.outcome_for(desired.taps.iter().map(|t| t.name.clone()))
+    }
+
+    async fn sync_routes(
+        &mut self,
+        desired: &Desired,
+        saved: &mut SavedSysctls,
+        taps: &BTreeMap<String, u32>,
+    ) -> Outcome {
+        let routes = desired.routes.iter().map(|r| (r.address, r.tap.clone())).collect();
+        self.calls.borrow_mut().push(Call::SyncRoutes { routes });
+        saved.retain(|key, _| desired.host_sysctls.iter().any(|s| s.key == *key));
+        Outcome { tap_indexes: taps.clone(), ..Outcome::default() }
     }
 
     async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>) -> Outcome {
@@ -389,8 +402,11 @@ fn the_loop_coalesces_uplink_changes_and_serves_commands() {
         r.run(Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx }).await;
         assert!(answer.await.unwrap().is_ok());
     });
-    let syncs = bench.calls.borrow().iter().filter(|c| matches!(c, Call::SyncAll { .. })).count();
+    let calls = bench.calls.borrow();
+    let syncs = calls.iter().filter(|c| matches!(c, Call::SyncAll { .. })).count();
     assert_eq!(syncs, 2, "the start and one for the burst");
+    let moved = calls.iter().position(|c| matches!(c, Call::SyncRoutes { .. })).expect("routes moved");
+    assert!(matches!(calls.get(moved + 1), Some(Call::SyncAll { .. })), "then the full sync: {calls:?}");
     assert_eq!(bench.view.borrow().guests["web"].address, "203.0.113.200");
 }
 
