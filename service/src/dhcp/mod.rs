@@ -5,6 +5,7 @@
 //! re-home needs no coordination beyond publishing. A guest's DECLINE is reported as a
 //! [`Declined`] notice.
 
+mod decode;
 pub mod limit;
 pub mod respond;
 mod socket;
@@ -15,11 +16,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
-use dhcproto::{Decodable, Encodable};
+use dhcproto::Encodable;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use decode::decode_request;
 use respond::{respond, Destination, Outcome};
 pub use respond::{LeaseParams, TapLease};
 
@@ -172,7 +174,7 @@ async fn serve(tap: String, socket: Arc<UdpSocket>, shared: Arc<Shared>) {
 
 /// Answers one request that arrived on `tap`.
 async fn answer(shared: &Shared, tap: &str, socket: &UdpSocket, bytes: &[u8]) {
-    let Ok(request) = Message::from_bytes(bytes) else {
+    let Some(request) = decode::decode_request(bytes) else {
         return tracing::debug!("DHCP on {tap}: {} bytes that are not a DHCP message", bytes.len());
     };
     let (guest, outcome) = {
