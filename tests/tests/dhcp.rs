@@ -74,6 +74,36 @@ fn wait_for_event(world: &World, guest: &GuestHandle<'_>, prefix: &str, timeout:
     }
 }
 
+/// Guest "web" on its tap with udhcpc running, once it has its first lease; returns udhcpc's pid.
+fn leased_guest<'w>(world: &'w World, client: &vmnet_tests::Client) -> (GuestHandle<'w>, u32) {
+    client.add_guest("web", &[]).expect("AddGuest");
+    let tap = client.guest_property("web", "Tap").unwrap();
+    let guest = world.add_guest(&tap, &client.guest_property("web", "Mac").unwrap());
+    world.fast_proxy_arp(UPLINK).unwrap();
+    let udhcpc = dhcp_client(world, &guest);
+    let first = wait_for_event(world, &guest, "bound", Duration::from_secs(10)).expect("first lease");
+    assert!(first.contains("ip=198.51.100.200 "), "{first}");
+    (guest, udhcpc)
+}
+
+/// Roams to 203.0.113.0/24 and makes udhcpc renew at once (SIGUSR1): vmnetd NAKs the stale
+/// renewal and the guest DISCOVERs its new address. Returns the new lease's event.
+fn roam_and_renew(
+    world: &World,
+    client: &vmnet_tests::Client,
+    guest: &GuestHandle<'_>,
+    udhcpc: u32,
+) -> String {
+    world.move_uplink("203.0.113.10/24", "203.0.113.1").expect("roam");
+    assert!(world.wait_for_property(client, "Subnet", "203.0.113.0/24"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(udhcpc as i32), nix::sys::signal::Signal::SIGUSR1)
+        .expect("signal udhcpc");
+    let nak = wait_for_event(world, guest, "nak", Duration::from_secs(10));
+    assert!(nak.is_some(), "the stale renewal was NAKed");
+    let rebound = wait_for_event(world, guest, "bound ip=203.0.113.200 ", Duration::from_secs(10));
+    rebound.expect("a lease in the new subnet")
+}
+
 #[test]
 fn guest_gets_its_address_router_dns_domain_and_mtu_by_dhcp() {
     require_root!();
@@ -122,24 +152,9 @@ fn a_renewing_guest_is_naked_after_a_roam_and_rediscovers_its_new_address() {
     let world = World::new("dhren");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
     let client = world.client();
-    client.add_guest("web", &[]).expect("AddGuest");
-    let tap = client.guest_property("web", "Tap").unwrap();
-    let guest = world.add_guest(&tap, &client.guest_property("web", "Mac").unwrap());
-    world.fast_proxy_arp(UPLINK).unwrap();
-    let udhcpc = dhcp_client(&world, &guest);
-    let first = wait_for_event(&world, &guest, "bound", Duration::from_secs(10)).expect("first lease");
-    assert!(first.contains("ip=198.51.100.200 "), "{first}");
-
-    world.move_uplink("203.0.113.10/24", "203.0.113.1").expect("roam");
-    assert!(world.wait_for_property(&client, "Subnet", "203.0.113.0/24"));
-    // No QMP socket: the guest learns at its next renewal (SIGUSR1 makes udhcpc renew now)
-    // from a NAK, then DISCOVERs.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(udhcpc as i32), nix::sys::signal::Signal::SIGUSR1)
-        .expect("signal udhcpc");
-    let nak = wait_for_event(&world, &guest, "nak", Duration::from_secs(10));
-    assert!(nak.is_some(), "the stale renewal was NAKed");
-    let rebound = wait_for_event(&world, &guest, "bound ip=203.0.113.200 ", Duration::from_secs(10));
-    let rebound = rebound.expect("a lease in the new subnet");
+    let (guest, udhcpc) = leased_guest(&world, &client);
+    // No QMP socket: the guest learns at its next renewal from a NAK, then DISCOVERs.
+    let rebound = roam_and_renew(&world, &client, &guest, udhcpc);
     assert!(rebound.contains("router=203.0.113.10 "), "{rebound}");
     assert!(world.ping_from_lan("203.0.113.200"), "the LAN reaches the guest at its new address");
 }
@@ -222,12 +237,8 @@ fn malformed_frames_from_the_lan_and_a_guest_change_nothing_and_dhcp_keeps_servi
     let world = World::new("hostile");
     let vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
     let client = world.client();
-    client.add_guest("web", &[]).expect("AddGuest");
+    let (guest, udhcpc) = leased_guest(&world, &client);
     let tap = client.guest_property("web", "Tap").unwrap();
-    let guest = world.add_guest(&tap, &client.guest_property("web", "Mac").unwrap());
-    world.fast_proxy_arp(UPLINK).unwrap();
-    let udhcpc = dhcp_client(&world, &guest);
-    assert!(wait_for_event(&world, &guest, "bound ip=198.51.100.200 ", Duration::from_secs(10)).is_some());
 
     let guest_mac = mac_of(&world, guest.ns(), "eth0");
     let tap_mac = mac_of(&world, world.host_ns(), &tap);
@@ -279,14 +290,6 @@ fn malformed_frames_from_the_lan_and_a_guest_change_nothing_and_dhcp_keeps_servi
     assert!(dhcp_once(&world, &db), "the new guest got a lease");
     assert!(wait_for_event(&world, &db, "bound ip=198.51.100.201 ", Duration::ZERO).is_some());
     // ...and a stale renewal after a roam is NAKed (the stale-request listener still runs).
-    world.move_uplink("203.0.113.10/24", "203.0.113.1").expect("roam");
-    assert!(world.wait_for_property(&client, "Subnet", "203.0.113.0/24"));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(udhcpc as i32), nix::sys::signal::Signal::SIGUSR1)
-        .expect("signal udhcpc");
-    assert!(
-        wait_for_event(&world, &guest, "nak", Duration::from_secs(10)).is_some(),
-        "the stale renewal was NAKed"
-    );
-    assert!(wait_for_event(&world, &guest, "bound ip=203.0.113.200 ", Duration::from_secs(10)).is_some());
+    roam_and_renew(&world, &client, &guest, udhcpc);
     assert!(!vmnetd.log().contains("panicked"), "{}", vmnetd.log());
 }
