@@ -135,6 +135,18 @@ fn absolute_qmp(path: &Path) -> Result<String, CliError> {
     let absolute = std::path::absolute(path).map_err(|e| {
         CliError::new(Exit::Usage, format!("cannot make --qmp {} absolute: {e}", path.display()))
     })?;
+    // vmnetd takes normalized paths only: a `..` is resolved through the directory it names.
+    let absolute = if absolute.components().any(|c| c == std::path::Component::ParentDir) {
+        let resolved = absolute
+            .parent()
+            .zip(absolute.file_name())
+            .and_then(|(dir, name)| std::fs::canonicalize(dir).ok().map(|dir| dir.join(name)));
+        resolved.ok_or_else(|| {
+            CliError::new(Exit::Usage, format!("cannot resolve the '..' in --qmp {}", path.display()))
+        })?
+    } else {
+        absolute
+    };
     let text = absolute
         .to_str()
         .ok_or_else(|| CliError::new(Exit::Usage, format!("--qmp {} is not valid UTF-8", path.display())))?

@@ -1,6 +1,7 @@
 //! vmnet-dispatcher's command line, as clap sees it: parsed by the plugin, and rendered into
 //! vmnet-dispatcher(8) by `packaging/generate`.
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::Parser;
@@ -28,10 +29,35 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Args {
     /// The interface of the event (empty or "none" for events without one).
     #[arg(default_value = "", allow_hyphen_values = true)]
-    pub interface: String,
+    pub interface: OsString,
     /// The dispatcher action, e.g. up, down or dhcp4-change.
     #[arg(default_value = "", allow_hyphen_values = true)]
-    pub action: String,
+    pub action: OsString,
+}
+
+/// The longest interface name shown in the log line (Linux allows 15 bytes).
+const SHOWN_INTERFACE: usize = 15;
+
+impl Args {
+    /// The action, when it is one after which vmnetd should resync. Arguments are any bytes
+    /// (an interface name need not be UTF-8): nothing here fails on them.
+    pub fn resync_action(&self) -> Option<&'static str> {
+        RESYNC_ACTIONS.iter().copied().find(|action| self.action == *action)
+    }
+
+    /// The interface for the log line: "-" for none; escaped (no control characters reach the
+    /// journal) and cut after 15 characters.
+    pub fn shown_interface(&self) -> String {
+        if self.interface.is_empty() {
+            return "-".into();
+        }
+        let name = self.interface.to_string_lossy();
+        let mut shown: String = name.chars().take(SHOWN_INTERFACE).flat_map(char::escape_debug).collect();
+        if name.chars().nth(SHOWN_INTERFACE).is_some() {
+            shown.push('…');
+        }
+        shown
+    }
 }
 
 /// The end of `--help`, and the FILES, EXIT STATUS, ENVIRONMENT and SEE ALSO sections of the
@@ -49,3 +75,28 @@ Environment:
 
 See also:
   vmnetd(8), vmnetctl(1), NetworkManager-dispatcher(8)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn args(argv: &[&[u8]]) -> Result<Args, clap::Error> {
+        let argv = std::iter::once(OsString::from("90-vmnet"))
+            .chain(argv.iter().map(|a| OsString::from_vec(a.to_vec())));
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn any_bytes_are_handled_and_shown_escaped() {
+        let up = args(&[b"wl\xffan0\n", b"up"]).unwrap();
+        assert_eq!(up.resync_action(), Some("up"));
+        assert_eq!(up.shown_interface(), "wl\u{fffd}an0\\n");
+        let odd = args(&[b"-x", b"\xff"]).unwrap();
+        assert_eq!(odd.resync_action(), None);
+        let long = args(&[&[b'a'; 300], b"down"]).unwrap();
+        assert_eq!(long.shown_interface(), format!("{}…", "a".repeat(15)));
+        assert_eq!(args(&[]).unwrap().shown_interface(), "-");
+        assert!(args(&[b"a", b"b", b"c"]).is_err());
+    }
+}

@@ -11,19 +11,19 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use vmnet_dbus::Manager1Proxy;
-use vmnet_dispatcher_cli::{Args, RESYNC_ACTIONS, TIMEOUT};
+use vmnet_dispatcher_cli::{Args, TIMEOUT};
 
 fn main() -> ExitCode {
-    let Args { interface, action } = Args::parse();
-    if !RESYNC_ACTIONS.contains(&action.as_str()) {
+    let args = Args::parse();
+    let Some(action) = args.resync_action() else {
         return ExitCode::SUCCESS;
-    }
+    };
     let started = Instant::now();
     let outcome = match resync_within(TIMEOUT) {
         Ok(()) => "vmnetd resynced".to_owned(),
         Err(reason) => format!("vmnetd not resynced: {reason}"),
     };
-    let shown = if interface.is_empty() { "-" } else { &interface };
+    let shown = args.shown_interface();
     eprintln!("vmnet-dispatcher: {shown} {action}: {outcome} ({} ms)", started.elapsed().as_millis());
     ExitCode::SUCCESS
 }

@@ -139,7 +139,9 @@ impl Config {
             return Err("uplink.interface is required when uplink.source = \"kernel\"".into());
         }
         if let Some(name) = &up.interface {
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+            // The kernel's rule (dev_valid_name), and no control characters.
+            let bad_char = |c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control();
+            if name.is_empty() || name.len() > 15 || name == "." || name == ".." || name.contains(bad_char) {
                 return Err(format!("uplink.interface: {name:?} is not an interface name"));
             }
         }
@@ -234,6 +236,10 @@ mod tests {
             ("[pool]\nfirst = \"x\"", "first"),
             ("[uplink]\nnameservers = [\"dns.example\"]", "nameservers"),
             ("[uplink]\ninterface = \"a/b\"", "uplink.interface"),
+            ("[uplink]\ninterface = \"..\"", "uplink.interface"),
+            ("[uplink]\ninterface = \"wl\\tan0\"", "uplink.interface"),
+            ("[uplink]\ninterface = \"wl\\u0000\"", "uplink.interface"),
+            ("[uplink]\ninterface = \"a-very-long-name0\"", "uplink.interface"),
             ("[uplink]\nconnection_types = []", "uplink.connection_types"),
             ("[uplink]\ndomains = [\"bad domain\"]", "uplink.domains"),
             ("[dhcp]\nlease_seconds = 5", "dhcp.lease_seconds"),

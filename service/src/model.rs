@@ -140,12 +140,13 @@ impl fmt::Display for Mac {
 impl std::str::FromStr for Mac {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("{text:?} is not a MAC address like 52:54:00:12:34:56");
+        let bad = || format!("{} is not a MAC address like 52:54:00:12:34:56", crate::names::quoted(text));
         let mut bytes = [0u8; 6];
         let mut parts = text.split(':');
         for byte in &mut bytes {
             let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
+            // from_str_radix alone would also take a sign ("+f").
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;

@@ -17,13 +17,23 @@ const MAC_PREFIX: [u8; 3] = [0x0a, 0x76, 0x6d];
 pub fn validate_guest_name(name: &str) -> Result<(), String> {
     let rule = "use 1 to 32 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit";
     if name.is_empty() || name.len() > MAX_GUEST_NAME {
-        return Err(format!("guest name {name:?} has {} characters: {rule}", name.len()));
+        return Err(format!("guest name {} has {} bytes: {rule}", quoted(name), name.len()));
     }
     let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.chars().all(valid_char) {
-        return Err(format!("guest name {name:?} is not allowed: {rule}"));
+        return Err(format!("guest name {} is not allowed: {rule}", quoted(name)));
     }
     Ok(())
+}
+
+/// A caller's text for an error message: quoted and escaped, and cut after 40 characters so a
+/// long value does not fill the message (or the log).
+pub fn quoted(text: &str) -> String {
+    const SHOWN: usize = 40;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}…", &text[..end]),
+        None => format!("{text:?}"),
+    }
 }
 
 /// The tap name for a guest: `vmt-<name>` when it fits in 15 bytes, otherwise
@@ -70,6 +80,14 @@ mod tests {
         for bad in ["", "-web", ".x", "has space", "slash/y", "é", &"x".repeat(33), "a:b"] {
             assert!(validate_guest_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn long_names_are_quoted_short_in_errors() {
+        let error = validate_guest_name(&"x".repeat(1200)).unwrap_err();
+        assert!(error.contains("1200 bytes") && error.len() < 200, "{error}");
+        assert_eq!(quoted("a\"b"), "\"a\\\"b\"");
+        assert_eq!(quoted(&"é".repeat(41)), format!("{:?}…", "é".repeat(40)));
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! Tells a guest to renew its DHCP lease by flapping its NIC's link over QMP (QEMU's machine
 //! protocol): the guest sees its carrier drop and come back, and its DHCP client starts over.
+//!
+//! The socket's owner is untrusted (any user can register a path and serve anything there), so
+//! vmnetd talks only to a peer running as the guest's owner, reads bounded lines, and never
+//! leaves a link down it took down.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::model::Mac;
@@ -14,6 +18,13 @@ use crate::model::Mac;
 const LINK_DOWN: Duration = Duration::from_millis(300);
 /// The whole exchange, so a hung QEMU never holds anything up.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest reply line read (QEMU's are a few KiB at most).
+pub const MAX_LINE: usize = 64 * 1024;
+/// Asynchronous events skipped while waiting for one reply.
+pub const MAX_EVENTS: usize = 64;
+/// Tries, each on a fresh connection, to bring a link back up after an interrupted flap.
+const RESTORE_TRIES: u32 = 3;
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
@@ -27,37 +38,71 @@ pub enum QmpError {
     Protocol(String),
     #[error("no NIC with MAC {0}")]
     NoNic(Mac),
+    #[error("{error}; the link of NIC {nic} was left down: {restore}")]
+    LinkLeftDown { nic: String, error: Box<QmpError>, restore: Box<QmpError> },
 }
 
 /// Flaps the link of the NIC with `mac` in the QEMU at `socket`, which must run as `owner`
-/// (or root): vmnetd never drives another user's VM.
+/// exactly (root's guests: a QEMU running as root): vmnetd never drives another user's VM. When
+/// the flap fails after the link went down, the link is brought back up on a fresh connection.
 pub async fn flap_link(socket: &Path, owner: u32, mac: Mac) -> Result<String, QmpError> {
-    tokio::time::timeout(TIMEOUT, flap(socket, owner, mac)).await.map_err(|_| QmpError::Timeout)?
+    let mut down = None;
+    let result = tokio::time::timeout(TIMEOUT, flap(socket, owner, mac, &mut down))
+        .await
+        .unwrap_or(Err(QmpError::Timeout));
+    match (result, down) {
+        (Err(error), Some(nic)) => match restore_link(socket, owner, &nic).await {
+            Ok(()) => {
+                tracing::info!("QMP {}: brought NIC {nic} back up after: {error}", socket.display());
+                Err(error)
+            }
+            Err(restore) => {
+                Err(QmpError::LinkLeftDown { nic, error: Box::new(error), restore: Box::new(restore) })
+            }
+        },
+        (result, _) => result,
+    }
 }
 
-async fn flap(socket: &Path, owner: u32, mac: Mac) -> Result<String, QmpError> {
-    let stream = UnixStream::connect(socket).await?;
-    let peer = stream.peer_cred()?.uid();
-    if peer != owner && peer != 0 {
-        return Err(QmpError::WrongOwner { peer, owner });
-    }
-    let mut qmp = Qmp { stream: BufReader::new(stream) };
-    qmp.read_reply().await?; // the greeting
-    qmp.execute(json!({"execute": "qmp_capabilities"})).await?;
+/// `down` is set to the NIC's name while its link is down.
+async fn flap(socket: &Path, owner: u32, mac: Mac, down: &mut Option<String>) -> Result<String, QmpError> {
+    let mut qmp = Qmp::connect(socket, owner).await?;
     let filters = qmp.execute(json!({"execute": "query-rx-filter"})).await?;
+    let nic = nic_with_mac(&filters, mac).ok_or(QmpError::NoNic(mac))?;
+    *down = Some(nic.clone());
+    qmp.set_link(&nic, false).await?;
+    tokio::time::sleep(LINK_DOWN).await;
+    qmp.set_link(&nic, true).await?;
+    *down = None;
+    Ok(nic)
+}
+
+/// Sets `nic`'s link up again, each try on a new connection and bounded in time.
+async fn restore_link(socket: &Path, owner: u32, nic: &str) -> Result<(), QmpError> {
+    let mut last = QmpError::Timeout;
+    for attempt in 0..RESTORE_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(RESTORE_TIMEOUT / 4).await;
+        }
+        let up = async { Qmp::connect(socket, owner).await?.set_link(nic, true).await };
+        match tokio::time::timeout(RESTORE_TIMEOUT, up).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = QmpError::Timeout,
+        }
+    }
+    Err(last)
+}
+
+/// The name of the NIC whose `main-mac` is `mac` in a `query-rx-filter` return.
+pub fn nic_with_mac(filters: &Value, mac: Mac) -> Option<String> {
     let wanted = mac.to_string();
-    let nic = filters
-        .as_array()
-        .into_iter()
-        .flatten()
+    filters
+        .as_array()?
+        .iter()
         .find(|f| f["main-mac"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(&wanted)))
         .and_then(|f| f["name"].as_str())
-        .ok_or(QmpError::NoNic(mac))?
-        .to_owned();
-    qmp.execute(json!({"execute": "set_link", "arguments": {"name": nic, "up": false}})).await?;
-    tokio::time::sleep(LINK_DOWN).await;
-    qmp.execute(json!({"execute": "set_link", "arguments": {"name": nic, "up": true}})).await?;
-    Ok(nic)
+        .map(str::to_owned)
 }
 
 struct Qmp {
@@ -65,29 +110,69 @@ struct Qmp {
 }
 
 impl Qmp {
+    /// Connects, checks the peer, reads the greeting and negotiates capabilities.
+    async fn connect(socket: &Path, owner: u32) -> Result<Self, QmpError> {
+        let stream = UnixStream::connect(socket).await?;
+        let peer = stream.peer_cred()?.uid();
+        if peer != owner {
+            return Err(QmpError::WrongOwner { peer, owner });
+        }
+        let mut qmp = Qmp { stream: BufReader::new(stream) };
+        read_reply(&mut qmp.stream).await?; // the greeting
+        qmp.execute(json!({"execute": "qmp_capabilities"})).await?;
+        Ok(qmp)
+    }
+
+    async fn set_link(&mut self, nic: &str, up: bool) -> Result<(), QmpError> {
+        self.execute(json!({"execute": "set_link", "arguments": {"name": nic, "up": up}})).await.map(drop)
+    }
+
     async fn execute(&mut self, command: Value) -> Result<Value, QmpError> {
         let mut line = command.to_string();
         line.push('\n');
         self.stream.get_mut().write_all(line.as_bytes()).await?;
-        self.read_reply().await
-    }
-
-    /// The next line that is not an asynchronous event: a greeting, a return or an error.
-    async fn read_reply(&mut self) -> Result<Value, QmpError> {
-        loop {
-            let mut line = String::new();
-            if self.stream.read_line(&mut line).await? == 0 {
-                return Err(QmpError::Protocol("QEMU closed the connection".into()));
-            }
-            let reply: Value =
-                serde_json::from_str(&line).map_err(|e| QmpError::Protocol(format!("not JSON: {e}")))?;
-            if reply.get("event").is_some() {
-                continue;
-            }
-            if let Some(error) = reply.get("error") {
-                return Err(QmpError::Protocol(error["desc"].as_str().unwrap_or("unknown error").to_owned()));
-            }
-            return Ok(reply.get("return").cloned().unwrap_or(reply));
-        }
+        read_reply(&mut self.stream).await
     }
 }
+
+/// The next line from QEMU that is not an asynchronous event: a greeting, a return or an
+/// error. Lines are at most [`MAX_LINE`] bytes, and at most [`MAX_EVENTS`] events are skipped.
+pub async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Value, QmpError> {
+    let mut line = Vec::new();
+    for _ in 0..=MAX_EVENTS {
+        line.clear();
+        let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX) + 1;
+        let read = (&mut *reader).take(limit).read_until(b'\n', &mut line).await?;
+        if read == 0 {
+            return Err(QmpError::Protocol("QEMU closed the connection".into()));
+        }
+        if line.len() > MAX_LINE {
+            return Err(QmpError::Protocol(format!("a reply line longer than {MAX_LINE} bytes")));
+        }
+        if let Some(reply) = parse_reply(&line)? {
+            return Ok(reply);
+        }
+    }
+    Err(QmpError::Protocol(format!("more than {MAX_EVENTS} events and no reply")))
+}
+
+/// One line from QEMU: `None` for an event, the `return` value, or the error it carries.
+pub fn parse_reply(line: &[u8]) -> Result<Option<Value>, QmpError> {
+    let reply: Value =
+        serde_json::from_slice(line).map_err(|e| QmpError::Protocol(format!("not JSON: {e}")))?;
+    if !reply.is_object() {
+        return Err(QmpError::Protocol("a reply that is not a JSON object".into()));
+    }
+    if reply.get("event").is_some() {
+        return Ok(None);
+    }
+    if let Some(error) = reply.get("error") {
+        let desc = error["desc"].as_str().unwrap_or("unknown error");
+        return Err(QmpError::Protocol(desc.chars().take(200).flat_map(char::escape_debug).collect()));
+    }
+    Ok(Some(reply.get("return").cloned().unwrap_or(reply)))
+}
+
+#[cfg(test)]
+#[path = "qmp_tests.rs"]
+mod tests;

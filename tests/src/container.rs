@@ -113,6 +113,12 @@ impl Container {
         error(format!("container {}: {what}; console:\n{}", self.name, tail(&console, 30)))
     }
 
+    /// The container's root file system as seen from the machine (the overlay: files written
+    /// there land in its tmpfs, and the container sees them).
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
     /// `argv` to run inside the container (all its namespaces, as root).
     fn command(&self, argv: &[&str]) -> Command {
         let mut cmd = Command::new("nsenter");

@@ -20,6 +20,7 @@ pub mod checks;
 pub mod client;
 pub mod container;
 pub mod guest;
+pub mod hostile;
 pub mod lease;
 pub mod nm;
 pub mod polkit;

@@ -10,6 +10,9 @@
 //! - Under a real systemd (a container of this machine): `vmnetctl status` activates
 //!   vmnetd.service, which runs as user vmnetd with four capabilities inside its sandbox and
 //!   still makes taps, routes and sysctls.
+//! - The README's first command, `packaging/install.sh` (given the package CI built, through
+//!   its `--deb` option), in such a container without NetworkManager and without Wi-Fi: it
+//!   follows the default route's interface and ends with `vmnetctl status` online.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -199,4 +202,55 @@ fn vmnetd_service_runs_as_user_vmnetd_in_its_sandbox_under_systemd() {
     assert_eq!(text(&state).0, "inactive\n", "a clean stop");
     let journal = sh("journalctl --unit vmnetd.service --no-pager --output cat");
     assert!(!journal.contains("ERROR") && !journal.contains("WARN"), "{journal}");
+}
+
+/// The package `make deb` built (packaging/check-package.sh builds it before these tests).
+fn built_package() -> std::path::PathBuf {
+    let dir = workspace_root().join("target/debian");
+    let debs: Vec<_> =
+        fs::read_dir(&dir).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut debs: Vec<_> = debs.into_iter().filter(|p| p.extension().is_some_and(|e| e == "deb")).collect();
+    assert_eq!(debs.len(), 1, "expected one package in {} (make deb): {debs:?}", dir.display());
+    debs.remove(0)
+}
+
+#[test]
+#[ignore = "tests the installed package: .ci/run installs it and runs these"]
+fn install_sh_without_networkmanager_or_wifi_follows_the_default_route() {
+    require_root!();
+    // The package built, not the one installed: the container starts without it.
+    let deb = built_package();
+    let container = Container::boot("install").expect("boot a systemd container");
+    let sh = |script: &str| container.sh(script).unwrap_or_else(|e| panic!("{e}"));
+    // A wired machine: no Wi-Fi interface, the default route on eth0, and no NetworkManager
+    // (this machine's root has it installed, and installing a package can start it: masked).
+    sh("systemctl mask --now NetworkManager.service NetworkManager-wait-online.service");
+    sh("ip link add eth0 type veth peer name lan0 && ip link set lan0 up && ip link set eth0 up && \
+        ip addr add 192.0.2.10/24 dev eth0 && ip route add default via 192.0.2.1 dev eth0");
+    assert_eq!(sh("ls -d /sys/class/net/*/wireless 2>/dev/null || true"), "");
+    let nm = container.exec(&["busctl", "status", "org.freedesktop.NetworkManager"]).expect("busctl");
+    assert!(!nm.status.success(), "NetworkManager runs in the container");
+    // As a new user has it: the package not installed yet; the script and the package copied in.
+    sh("dpkg --purge vmnet");
+    let src = container.root().join("opt/vmnet-src");
+    fs::create_dir_all(src.join("packaging")).expect("mkdir");
+    for file in ["packaging/install.sh", "packaging/vmnetd.toml"] {
+        fs::copy(workspace_root().join(file), src.join(file)).expect("copy into the container");
+    }
+    fs::copy(&deb, src.join("vmnet.deb")).expect("copy the package");
+
+    let out = container
+        .exec(&["/opt/vmnet-src/packaging/install.sh", "--deb", "/opt/vmnet-src/vmnet.deb"])
+        .expect("run install.sh");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "install.sh failed ({}):\n{stdout}\n{stderr}", out.status);
+    let chosen = "install.sh: no NetworkManager: /etc/vmnet/vmnetd.toml now follows eth0 through rtnetlink";
+    assert!(stdout.contains(chosen), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("State:        online\nUplink:       eth0\nHost address: 192.0.2.10 "),
+        "{stdout}"
+    );
+    let config = sh("cat /etc/vmnet/vmnetd.toml");
+    assert!(config.contains("source = \"kernel\"") && config.contains("interface = \"eth0\""), "{config}");
+    assert_eq!(sh("systemctl is-active vmnetd.service"), "active\n");
 }

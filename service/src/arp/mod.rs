@@ -1,7 +1,7 @@
 //! Address conflict detection on the uplink (RFC 5227, with shorter timings): probe addresses
 //! before they are given to guests, announce them once given.
 
-mod frame;
+pub mod frame;
 
 use std::collections::BTreeMap;
 use std::io;

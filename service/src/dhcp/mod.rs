@@ -5,20 +5,23 @@
 //! re-home needs no coordination beyond publishing. A guest's DECLINE is reported as a
 //! [`Declined`] notice.
 
-mod respond;
+mod decode;
+pub mod limit;
+pub mod respond;
 mod socket;
-mod stale;
+pub mod stale;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
-use dhcproto::{Decodable, Encodable};
+use dhcproto::Encodable;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use decode::decode_request;
 use respond::{respond, Destination, Outcome};
 pub use respond::{LeaseParams, TapLease};
 
@@ -76,18 +79,30 @@ struct Shared {
     declines: mpsc::Sender<Declined>,
     /// Per tap: the last address ACKed and the server identifier of that lease.
     acked: Mutex<BTreeMap<String, (Ipv4Addr, DhcpOption)>>,
+    decline_limit: Mutex<limit::DeclineLimiter>,
 }
 
-/// Serves DHCP on every tap in `leases` until the sender is dropped, and reports declines.
+/// Serves DHCP on every tap in `leases` until the sender is dropped, and reports declines (at
+/// the rate [`limit`] allows).
 pub async fn run(mut leases: watch::Receiver<Leases>, declines: mpsc::Sender<Declined>) {
-    let shared = Arc::new(Shared { leases: leases.clone(), declines, acked: Mutex::new(BTreeMap::new()) });
+    let shared = Arc::new(Shared {
+        leases: leases.clone(),
+        declines,
+        acked: Mutex::new(BTreeMap::new()),
+        decline_limit: Mutex::default(),
+    });
     let stale = stale::StaleListener::open()
         .inspect_err(|e| tracing::warn!("cannot listen for DHCP requests from stale addresses: {e}"))
         .ok();
     let mut raw = vec![0u8; 1600];
     let mut servers: BTreeMap<String, TapServer> = BTreeMap::new();
     loop {
-        follow_taps(&leases.borrow_and_update(), &mut servers, &shared);
+        {
+            let current = leases.borrow_and_update();
+            follow_taps(&current, &mut servers, &shared);
+            let mut decline_limit = shared.decline_limit.lock().unwrap_or_else(|p| p.into_inner());
+            decline_limit.retain(|tap| current.taps.contains_key(tap));
+        }
         loop {
             tokio::select! {
                 changed = leases.changed() => match changed {
@@ -159,7 +174,7 @@ async fn serve(tap: String, socket: Arc<UdpSocket>, shared: Arc<Shared>) {
 
 /// Answers one request that arrived on `tap`.
 async fn answer(shared: &Shared, tap: &str, socket: &UdpSocket, bytes: &[u8]) {
-    let Ok(request) = Message::from_bytes(bytes) else {
+    let Some(request) = decode::decode_request(bytes) else {
         return tracing::debug!("DHCP on {tap}: {} bytes that are not a DHCP message", bytes.len());
     };
     let (guest, outcome) = {
@@ -197,8 +212,29 @@ async fn answer(shared: &Shared, tap: &str, socket: &UdpSocket, bytes: &[u8]) {
             }
         }
         Outcome::Declined(address) => {
-            tracing::warn!("DHCP: {guest} on {tap} declined {address}: it is in use on the LAN");
-            let _ = shared.declines.send(Declined { guest, address }).await;
+            let verdict = shared
+                .decline_limit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .check(tap, std::time::Instant::now());
+            match verdict {
+                limit::Verdict::Forward { dropped } => {
+                    if dropped > 0 {
+                        tracing::warn!("DHCP: {dropped} more declines from {guest} on {tap} were ignored");
+                    }
+                    tracing::warn!("DHCP: {guest} on {tap} declined {address}: it is in use on the LAN");
+                    let _ = shared.declines.send(Declined { guest, address }).await;
+                }
+                limit::Verdict::Drop { log: true } => tracing::warn!(
+                    "DHCP: {guest} on {tap} declined {address}: ignored; a guest's declines are \
+                     limited to {} at once and then one per {} s",
+                    limit::DECLINE_BURST,
+                    limit::DECLINE_REFILL.as_secs()
+                ),
+                limit::Verdict::Drop { log: false } => {
+                    tracing::debug!("DHCP: {guest} on {tap} declined {address}: ignored (rate limit)")
+                }
+            }
         }
         Outcome::Released(address) => tracing::info!("DHCP: {guest} on {tap} released {address}"),
         Outcome::Ignored(why) => tracing::debug!("DHCP on {tap}: ignored a request: {why}"),

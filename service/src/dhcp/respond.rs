@@ -53,7 +53,7 @@ pub fn respond(request: &Message, tap: &TapLease, params: &LeaseParams) -> Outco
     if request.opcode() != Opcode::BootRequest {
         return Outcome::Ignored("not a BOOTREQUEST");
     }
-    if request.htype() != HType::Eth || request.chaddr().get(..6) != Some(&tap.mac.0[..]) {
+    if client_mac(request) != Some(tap.mac.0) {
         return Outcome::Ignored("from another hardware address than the guest's");
     }
     if !request.giaddr().is_unspecified() {
@@ -107,6 +107,15 @@ pub fn respond(request: &Message, tap: &TapLease, params: &LeaseParams) -> Outco
     }
 }
 
+/// The client's Ethernet address. `None` unless the hardware type is Ethernet and `hlen` is 6:
+/// dhcproto's `chaddr()` slices its 16-byte field by `hlen`, which a packet can set to 255.
+fn client_mac(request: &Message) -> Option<[u8; 6]> {
+    if request.htype() != HType::Eth || request.hlen() != 6 {
+        return None;
+    }
+    request.chaddr().try_into().ok()
+}
+
 fn base(request: &Message, kind: MessageType, yiaddr: Ipv4Addr, params: &LeaseParams) -> Message {
     let ciaddr = if kind == MessageType::Nak { Ipv4Addr::UNSPECIFIED } else { request.ciaddr() };
     let mut message = Message::new_with_id(
@@ -115,7 +124,7 @@ fn base(request: &Message, kind: MessageType, yiaddr: Ipv4Addr, params: &LeasePa
         yiaddr,
         Ipv4Addr::UNSPECIFIED,
         Ipv4Addr::UNSPECIFIED,
-        &request.chaddr()[..6],
+        &client_mac(request).unwrap_or_default(),
     );
     message.set_opcode(Opcode::BootReply).set_flags(request.flags());
     let opts = message.opts_mut();
@@ -311,6 +320,18 @@ mod tests {
         assert!(matches!(respond(&relayed, &tap(Some(GUEST)), &params()), Outcome::Ignored(_)));
         let discover = request(MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]);
         assert!(matches!(respond(&discover, &tap(None), &params()), Outcome::Ignored(_)));
+    }
+
+    /// Found by reading dhcproto: `chaddr()` indexes its 16-byte array up to `hlen`.
+    #[test]
+    fn a_hardware_address_length_past_chaddr_is_ignored_without_panicking() {
+        let discover = request(MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]);
+        let mut bytes = dhcproto::Encodable::to_vec(&discover).unwrap();
+        for hlen in [0, 5, 7, 16, 17, 255] {
+            bytes[2] = hlen;
+            let decoded = <Message as dhcproto::Decodable>::from_bytes(&bytes).unwrap();
+            assert!(matches!(respond(&decoded, &tap(Some(GUEST)), &params()), Outcome::Ignored(_)), "{hlen}");
+        }
     }
 
     #[test]

@@ -51,12 +51,19 @@ impl StaleListener {
     }
 }
 
-/// The source address and the UDP payload's place in an IPv4 packet.
-fn udp_payload(packet: &[u8]) -> Option<(Ipv4Addr, std::ops::Range<usize>)> {
+/// The source address and the UDP payload's place in an IPv4 packet, bounded by the UDP
+/// length (a short frame may carry link-layer padding). `None` for anything truncated or
+/// inconsistent: the bytes come from any host on the LAN or from a guest.
+pub fn udp_payload(packet: &[u8]) -> Option<(Ipv4Addr, std::ops::Range<usize>)> {
     let header_len = usize::from(packet.first()? & 0x0f) * 4;
-    let source = Ipv4Addr::new(*packet.get(12)?, packet[13], packet[14], packet[15]);
-    let start = header_len + 8;
-    (header_len >= 20 && packet.len() >= start).then_some((source, start..packet.len()))
+    if header_len < 20 {
+        return None;
+    }
+    let source: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+    let udp = packet.get(header_len..header_len + 8)?;
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    let end = header_len.checked_add(udp_len)?;
+    (udp_len >= 8 && end <= packet.len()).then_some((Ipv4Addr::from(source), header_len + 8..end))
 }
 
 #[cfg(test)]
@@ -69,5 +76,24 @@ mod tests {
         assert_eq!(source, std::net::Ipv4Addr::new(198, 51, 100, 200));
         assert_eq!(&packet[payload], &[1, 2, 3, 4]);
         assert!(super::udp_payload(&packet[..10]).is_none());
+    }
+
+    /// The reported bug: a 13-byte IPv4 packet "to UDP port 67" from the LAN or a guest.
+    #[test]
+    fn truncated_headers_are_refused_without_panicking() {
+        let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 198, 51, 100, 200, 255, 255, 255, 255];
+        packet.extend([0, 68, 0, 67, 0, 8, 0, 0]);
+        for len in 0..packet.len() {
+            assert!(super::udp_payload(&packet[..len]).is_none(), "{len} bytes");
+        }
+        assert_eq!(super::udp_payload(&packet).map(|(_, p)| p), Some(28..28));
+        // A UDP length past the end, or shorter than the UDP header itself.
+        for udp_len in [9u8, 7, 0] {
+            packet[25] = udp_len;
+            assert!(super::udp_payload(&packet).is_none(), "UDP length {udp_len}");
+        }
+        // A header length (IHL) past the end.
+        packet[0] = 0x4f;
+        assert!(super::udp_payload(&packet).is_none());
     }
 }
