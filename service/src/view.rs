@@ -72,6 +72,26 @@ impl ManagerView {
         }
     }
 
+    /// The manager's own properties, without the guests.
+    pub fn without_guests(&self) -> Self {
+        Self {
+            state: self.state,
+            uplink: self.uplink.clone(),
+            host_address: self.host_address.clone(),
+            subnet: self.subnet.clone(),
+            gateway: self.gateway.clone(),
+            nameservers: self.nameservers.clone(),
+            problems: self.problems.clone(),
+            guests: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the manager's own properties from `header`, keeping the guests.
+    pub fn set_header(&mut self, header: &ManagerView) {
+        let guests = std::mem::take(&mut self.guests);
+        *self = ManagerView { guests, ..header.without_guests() };
+    }
+
     pub fn rows(&self) -> Vec<GuestRow> {
         self.guests
             .values()

@@ -69,7 +69,9 @@ macro_rules! require_root {
             let thread = std::thread::current();
             let test = thread.name().unwrap_or(module_path!());
             // A test that cannot run fails, with the reason: it never passes silently.
-            panic!("{test} needs root (network namespaces, taps, polkitd): run tests/run.sh, which uses sudo");
+            panic!(
+                "{test} needs root (network namespaces, taps, polkitd): run tests/run.sh, which uses sudo"
+            );
         }
     };
 }

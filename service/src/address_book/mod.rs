@@ -104,6 +104,8 @@ pub struct AddressBook<P> {
     probed: BTreeSet<Ipv4Addr>,
     /// The MAC that answered for the gateway's address, when it was asked.
     gateway_mac: Option<Mac>,
+    /// The last connection the source named.
+    connection: Option<String>,
 }
 
 impl<P: Prober> AddressBook<P> {
@@ -118,6 +120,7 @@ impl<P: Prober> AddressBook<P> {
             in_use: BTreeMap::new(),
             probed: BTreeSet::new(),
             gateway_mac: None,
+            connection: None,
         }
     }
 
@@ -152,8 +155,15 @@ impl<P: Prober> AddressBook<P> {
             return NetworkChange::Moved;
         };
         let last = self.network.replace(new.clone()).or_else(|| self.last_network.take());
-        let same =
-            last.as_ref().is_some_and(|old| old.subnet == new.subnet && old.connection == new.connection);
+        // A connection not known (None) is not another one: NetworkManager names it once it is
+        // activated; until then the device may still hold the previous network's address.
+        let known = self.connection.clone();
+        let other_connection =
+            matches!((&known, &new.connection), (Some(before), Some(now)) if before != now);
+        if new.connection.is_some() {
+            self.connection = new.connection.clone();
+        }
+        let same = last.as_ref().is_some_and(|old| old.subnet == new.subnet) && !other_connection;
         // Only the same subnet needs the gateway asked (at once, it answers in a moment).
         if same && self.gateway_answers_as_before(&new).await {
             return NetworkChange::Moved;

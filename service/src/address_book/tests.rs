@@ -221,8 +221,17 @@ fn the_same_subnet_behind_another_gateway_is_another_network() {
     run(book.set_uplink(None));
     lan.macs.borrow_mut().insert(gateway, Mac([2, 0, 0, 0, 0, 2]));
     assert_eq!(run(book.set_uplink(Some(&home))), NetworkChange::NewNetwork);
-    // Another NetworkManager connection in the same subnet: another network too.
-    let other = Uplink { connection: Some("b6f0ad2c-0000-4000-8000-000000000001".into()), ..home.clone() };
-    assert_eq!(run(book.set_uplink(Some(&other))), NetworkChange::NewNetwork);
-    assert_eq!(run(book.set_uplink(Some(&other))), NetworkChange::None);
+    // NetworkManager names the connection: the first name is no news.
+    let named = |uuid: &str| Uplink { connection: Some(uuid.into()), ..home.clone() };
+    let first = named("b6f0ad2c-0000-4000-8000-000000000001");
+    assert_eq!(run(book.set_uplink(Some(&first))), NetworkChange::Moved);
+    assert_eq!(run(book.set_uplink(Some(&first))), NetworkChange::None);
+    // While the next connection activates it has no name yet, and the device keeps the old
+    // address: not another network. Once named, another connection in the same subnet is
+    // another network, whoever answers for the gateway.
+    assert_eq!(run(book.set_uplink(Some(&home))), NetworkChange::Moved);
+    assert_eq!(
+        run(book.set_uplink(Some(&named("0c3e5a1e-0000-4000-8000-000000000002")))),
+        NetworkChange::NewNetwork
+    );
 }

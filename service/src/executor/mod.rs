@@ -176,9 +176,9 @@ impl Kernel for Executor {
         saved: &mut SavedSysctls,
         taps: &BTreeMap<String, u32>,
     ) -> Outcome {
-        let mut outcome = Outcome { tap_indexes: taps.clone(), ..Outcome::default() };
+        let mut outcome = Outcome::default();
         host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
-        self.converge_routes(desired, &mut outcome).await;
+        self.converge_routes(desired, taps, &mut outcome).await;
         outcome
     }
 

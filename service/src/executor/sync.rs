@@ -1,7 +1,7 @@
 //! The full sync: every tap and route vmnetd owns read back, converged to the plan, and what is
 //! no longer wanted swept.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use futures::{stream, StreamExt};
@@ -48,7 +48,9 @@ impl Executor {
         }
         host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
         let taps = started.elapsed();
-        self.converge_routes(desired, &mut outcome).await;
+        let indexes = std::mem::take(&mut outcome.tap_indexes);
+        self.converge_routes(desired, &indexes, &mut outcome).await;
+        outcome.tap_indexes = indexes;
         let routes = started.elapsed();
         // What is left in `by_name` is not wanted.
         for link in by_name.values() {
@@ -63,9 +65,13 @@ impl Executor {
         outcome
     }
 
-    /// vmnetd's routes read back and converged to `desired`, with the taps' indexes in
-    /// `outcome.tap_indexes`.
-    pub(super) async fn converge_routes(&self, desired: &Desired, outcome: &mut Outcome) {
+    /// vmnetd's routes read back and converged to `desired`, with the taps' `indexes`.
+    pub(super) async fn converge_routes(
+        &self,
+        desired: &Desired,
+        indexes: &BTreeMap<String, u32>,
+        outcome: &mut Outcome,
+    ) {
         let ours = match self.netlink.vmnet_routes().await {
             Ok(routes) => routes,
             Err(e) => return outcome.error(e),
@@ -76,11 +82,8 @@ impl Executor {
             .filter_map(|r| Some((r.destination, r.oif?)))
             .collect();
         // A route whose tap failed has no index: that failure is reported already.
-        let wanted: HashSet<(Ipv4Addr, u32)> = desired
-            .routes
-            .iter()
-            .filter_map(|r| Some((r.address, *outcome.tap_indexes.get(&r.tap)?)))
-            .collect();
+        let wanted: HashSet<(Ipv4Addr, u32)> =
+            desired.routes.iter().filter_map(|r| Some((r.address, *indexes.get(&r.tap)?))).collect();
         let missing: Vec<(Ipv4Addr, u32)> = wanted.difference(&present).copied().collect();
         let wanted_addresses: BTreeSet<Ipv4Addr> = wanted.iter().map(|(address, _)| *address).collect();
         // A replaced route (same /32, other tap) is gone once the replacement is in.

@@ -69,7 +69,17 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         }
         self.after_apply(&outcome);
         let applied = started.elapsed();
-        self.tap_indexes = outcome.tap_indexes.clone();
+        if scope == Scope::Full {
+            // In place: the indexes rarely change, and a fresh copy of every name would be
+            // scattered over the memory the sync just freed.
+            let indexes = std::mem::take(&mut outcome.tap_indexes);
+            self.tap_indexes.retain(|tap, _| indexes.contains_key(tap));
+            for (tap, index) in indexes {
+                if self.tap_indexes.get(&tap) != Some(&index) {
+                    self.tap_indexes.insert(tap, index);
+                }
+            }
+        }
         let names: Vec<String> = self.guests.keys().cloned().collect();
         self.tell_guests(names.iter().map(String::as_str), new_network);
         self.publish_all(rehomed).await;

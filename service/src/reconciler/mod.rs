@@ -291,24 +291,65 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         }
     }
 
-    /// Publishes every lease and the whole view after a full sync.
+    /// Publishes every lease and the whole view after a full sync. Both are updated in place,
+    /// entry by entry: what did not change is neither copied nor signalled (and a long-lived
+    /// copy of every guest is not scattered over the memory a full sync just freed).
     async fn publish_all(&mut self, rehomed: Option<(Subnet, Subnet)>) {
         let params = LeaseParams::new(&self.config.dhcp, self.uplink.as_ref());
-        let taps = self.guests.values().filter_map(|g| Some((g.tap.clone(), self.served_tap(g)?))).collect();
-        let leases = Leases { params, taps };
-        self.outputs.leases.send_if_modified(|old| {
-            let changed = *old != leases;
-            *old = leases;
+        let served: BTreeMap<&str, ServedTap> =
+            self.guests.values().filter_map(|g| Some((g.tap.as_str(), self.served_tap(g)?))).collect();
+        self.outputs.leases.send_if_modified(|leases| {
+            let mut changed = leases.params != params;
+            if changed {
+                leases.params = params;
+            }
+            let before = leases.taps.len();
+            leases.taps.retain(|tap, _| served.contains_key(tap.as_str()));
+            changed |= leases.taps.len() != before;
+            for (tap, entry) in served {
+                if leases.taps.get(tap) != Some(&entry) {
+                    leases.taps.insert(tap.to_owned(), entry);
+                    changed = true;
+                }
+            }
             changed
         });
-        let mut view = ManagerView::new(
-            self.uplink.as_ref(),
-            self.guests.values().map(|g| (g, self.book.status(&g.name))),
-        );
-        view.problems = self.problems.clone();
-        let old = self.outputs.view.send_replace(view);
+        let mut header = ManagerView::new(self.uplink.as_ref(), std::iter::empty());
+        header.problems = self.problems.clone();
+        let mut old_header = ManagerView::default();
+        let mut changes = Vec::new();
+        self.outputs.view.send_modify(|view| {
+            old_header = view.without_guests();
+            view.set_header(&header);
+            view.guests.retain(|name, old| {
+                let keep = self.guests.contains_key(name);
+                if !keep {
+                    changes.push((name.clone(), Some(old.clone()), None));
+                }
+                keep
+            });
+            for guest in self.guests.values() {
+                let fresh = GuestView::new(guest, self.book.status(&guest.name));
+                match view.guests.get_mut(&guest.name) {
+                    Some(old) if *old == fresh => {}
+                    Some(old) => changes.push((
+                        guest.name.clone(),
+                        Some(std::mem::replace(old, fresh.clone())),
+                        Some(fresh),
+                    )),
+                    None => {
+                        view.guests.insert(guest.name.clone(), fresh.clone());
+                        changes.push((guest.name.clone(), None, Some(fresh)));
+                    }
+                }
+            }
+        });
         self.outputs.ready.send_replace(true);
-        self.outputs.notifier.publish(&old, &self.outputs.view.borrow(), rehomed).await;
+        // The manager first: `Rehomed` tells clients the kernel has converged.
+        self.outputs.notifier.publish(&old_header, &header, rehomed).await;
+        for (name, old, new) in changes {
+            self.outputs.notifier.publish_guest(&name, old.as_ref(), new.as_ref()).await;
+        }
     }
 
     /// Announces the addresses given since they were last told, and asks guests that moved to

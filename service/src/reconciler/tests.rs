@@ -74,7 +74,7 @@ impl Kernel for FakeKernel {
         let routes = desired.routes.iter().map(|r| (r.address, r.tap.clone())).collect();
         self.calls.borrow_mut().push(Call::SyncRoutes { routes });
         saved.retain(|key, _| desired.host_sysctls.iter().any(|s| s.key == *key));
-        Outcome { tap_indexes: taps.clone(), ..Outcome::default() }
+        Outcome::default()
     }
 
     async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>) -> Outcome {

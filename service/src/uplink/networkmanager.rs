@@ -160,7 +160,10 @@ impl NmUplink {
             self.domains.clone()
         };
         let mtu = take(&device, "Mtu").unwrap_or(1500);
-        let profile = take::<String>(&connection, "Uuid").filter(|uuid| !uuid.is_empty());
+        // Named once activated: while the next connection activates, the device may still
+        // hold the previous network's address.
+        let profile =
+            take::<String>(&connection, "Uuid").filter(|uuid| state == ACTIVATED && !uuid.is_empty());
         Ok(Some(Uplink {
             interface,
             address,
