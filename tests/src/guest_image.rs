@@ -113,12 +113,12 @@ fn bzimage_payload(image: &[u8]) -> Option<&[u8]> {
 }
 
 /// "6.1.0-56-amd64" -> [6, 1, 0, 56]: numeric parts, for ordering versions.
-fn version_key(version: &str) -> Vec<u64> {
+pub(crate) fn version_key(version: &str) -> Vec<u64> {
     version.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
 }
 
 /// The module files (relative to the modules dir) to load, in load order.
-fn module_load_order(modules_dep: &str, wanted: &[&str]) -> io::Result<Vec<String>> {
+pub(crate) fn module_load_order(modules_dep: &str, wanted: &[&str]) -> io::Result<Vec<String>> {
     let mut order: Vec<String> = Vec::new();
     for name in wanted {
         let line = modules_dep
@@ -137,13 +137,13 @@ fn module_load_order(modules_dep: &str, wanted: &[&str]) -> io::Result<Vec<Strin
 }
 
 /// "kernel/drivers/net/virtio_net.ko.xz" -> "virtio_net".
-fn module_name(path: &str) -> &str {
+pub(crate) fn module_name(path: &str) -> &str {
     let file = path.rsplit('/').next().unwrap_or(path);
     file.split_once(".ko").map_or(file, |(name, _)| name)
 }
 
 /// A module's contents, uncompressed (busybox insmod takes plain ELF).
-fn read_module(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_module(path: &Path) -> io::Result<Vec<u8>> {
     let name = path.to_string_lossy();
     let tool = match path.extension().and_then(|e| e.to_str()) {
         Some("ko") => return fs::read(path),
@@ -171,12 +171,18 @@ fn is_dynamic_elf(data: &[u8]) -> bool {
     (0..phnum).any(|i| u32_at(phoff as usize + i * phentsize) == Some(PT_INTERP))
 }
 
-/// Writes the guest's initramfs (for `kernel`) to `out`.
-pub fn build(kernel: &Kernel, out: &Path) -> io::Result<()> {
+/// busybox from `busybox-static`, checked to be a static binary (an initramfs has no libc).
+pub(crate) fn static_busybox() -> io::Result<Vec<u8>> {
     let busybox = fs::read(BUSYBOX).map_err(|e| error(format!("{BUSYBOX}: {e} (install busybox-static)")))?;
     if !busybox.starts_with(b"\x7fELF") || is_dynamic_elf(&busybox) {
         return Err(error(format!("{BUSYBOX} is not a static binary: install busybox-static")));
     }
+    Ok(busybox)
+}
+
+/// Writes the guest's initramfs (for `kernel`) to `out`.
+pub fn build(kernel: &Kernel, out: &Path) -> io::Result<()> {
+    let busybox = static_busybox()?;
     let dep = fs::read_to_string(kernel.modules.join("modules.dep"))?;
     let mut cpio = Cpio::default();
     for dir in ["bin", "dev", "etc", "lib", "lib/modules", "proc", "root", "run", "sys", "tmp", "www"] {
@@ -203,7 +209,7 @@ pub fn build(kernel: &Kernel, out: &Path) -> io::Result<()> {
 
 /// A newc ("070701") cpio archive, as the kernel unpacks it: owner root, mtime 0.
 #[derive(Default)]
-struct Cpio {
+pub(crate) struct Cpio {
     data: Vec<u8>,
     inode: u32,
 }
@@ -230,19 +236,19 @@ impl Cpio {
         }
     }
 
-    fn dir(&mut self, name: &str) {
+    pub(crate) fn dir(&mut self, name: &str) {
         self.entry(name, 0o040755, (0, 0), b"");
     }
 
-    fn file(&mut self, name: &str, perm: u32, body: &[u8]) {
+    pub(crate) fn file(&mut self, name: &str, perm: u32, body: &[u8]) {
         self.entry(name, 0o100000 | perm, (0, 0), body);
     }
 
-    fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+    pub(crate) fn char_device(&mut self, name: &str, major: u32, minor: u32) {
         self.entry(name, 0o020600, (major, minor), b"");
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, (0, 0), b"");
         self.data
     }
