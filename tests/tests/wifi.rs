@@ -42,7 +42,12 @@ fn slow_wifi_roam_by_nmcli_rehomes_the_guest_once_and_the_office_reaches_it() {
 }
 
 #[test]
-fn slow_wifi_ap_loss_nm_falls_back_home_and_the_guest_follows_once() {
+fn slow_wifi_roam_back_home_by_nmcli_rehomes_the_guest_once_more() {
+    assert_scenario("roam-back");
+}
+
+#[test]
+fn slow_wifi_home_ap_loss_nm_falls_back_on_office_and_the_guest_follows_once() {
     assert_scenario("ap-loss");
 }
 

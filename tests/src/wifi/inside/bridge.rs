@@ -5,23 +5,29 @@
 
 use super::guest::pings;
 use super::report::{Reporter, Step};
-use super::world::{ipv4, Laptop, HOME, WLAN};
+use super::world::{ipv4, Ap, Laptop, OFFICE, WLAN};
 use crate::cmd::{ip, output, run};
 use std::process::Command;
 use std::time::Duration;
 
 const BRIDGE: &str = "br-wifi";
 const BEHIND: &str = "behind";
-/// The host behind the bridge, in the home subnet, outside DHCP's and vmnet's ranges.
-const BEHIND_ADDR: &str = "198.51.100.99";
+/// The host behind the bridge: host part in the AP's subnet, outside DHCP's and vmnet's ranges.
+const BEHIND_HOST: &str = "99";
 
 fn sh(args: &[&str]) -> Result<String, String> {
     run(Command::new(args[0]).args(&args[1..])).map_err(|e| e.to_string())
 }
 
+/// On the AP the laptop is on after the scenarios before (office).
 pub fn bridge(w: &mut Laptop, r: &mut Reporter) -> Step {
+    bridge_on(w, r, &OFFICE)
+}
+
+fn bridge_on(w: &mut Laptop, r: &mut Reporter, ap: &Ap) -> Step {
     let address = w.wlan_address().unwrap_or_default();
-    r.require("laptop-on-home", w.on(&HOME), &format!("wlan0 {address}"))?;
+    r.require(&format!("laptop-on-{}", ap.ns), w.on(ap), &format!("wlan0 {address}"))?;
+    let behind_addr = format!("{}.{BEHIND_HOST}", ap.net);
     sh(&["ip", "link", "add", BRIDGE, "type", "bridge"])?;
     sh(&["ip", "link", "set", BRIDGE, "up"])?;
     sh(&["ip", "netns", "add", BEHIND])?;
@@ -29,7 +35,7 @@ pub fn bridge(w: &mut Laptop, r: &mut Reporter) -> Step {
     sh(&["ip", "link", "set", "veth-behind", "master", BRIDGE, "up"])?;
     let in_behind = |args: &[&str]| ip(BEHIND, args).map_err(|e| e.to_string());
     in_behind(&["link", "set", "lo", "up"])?;
-    in_behind(&["addr", "add", &format!("{BEHIND_ADDR}/24"), "dev", "eth0"])?;
+    in_behind(&["addr", "add", &format!("{behind_addr}/24"), "dev", "eth0"])?;
     in_behind(&["link", "set", "eth0", "up"])?;
     let mac = ip(BEHIND, &["-br", "link", "show", "eth0"]).unwrap_or_default();
     let behind_mac = mac.split_whitespace().nth(2).unwrap_or("").to_string();
@@ -47,7 +53,7 @@ pub fn bridge(w: &mut Laptop, r: &mut Reporter) -> Step {
     let detail = format!("ip link set {WLAN} master {BRIDGE} with 4addr on: {outcome}");
     r.require("4addr-station-enslaved", enslaved.0, &detail)?;
     // The bridge passes frames: it learns the behind host's MAC once that host sends.
-    let _ = pings(BEHIND, &HOME.address(), 2);
+    let _ = pings(BEHIND, &ap.address(), 2);
     let fdb = run(Command::new("bridge").args(["fdb", "show", "br", BRIDGE])).unwrap_or_default();
     r.check(
         "bridge-learned-behind-mac",
@@ -55,20 +61,20 @@ pub fn bridge(w: &mut Laptop, r: &mut Reporter) -> Step {
         &format!("{behind_mac} in the bridge's fdb"),
     );
     std::thread::sleep(Duration::from_secs(1));
-    let answered = pings(HOME.ns, BEHIND_ADDR, 3);
+    let answered = pings(ap.ns, &behind_addr, 3);
     r.check(
-        "home-cannot-reach-host-behind-bridge",
+        "ap-lan-cannot-reach-host-behind-bridge",
         answered == 0,
         &format!("{answered} of 3 pings answered"),
     );
-    let stations = w.stations(&HOME);
+    let stations = w.stations(ap);
     let laptop = std::fs::read_to_string(format!("/sys/class/net/{WLAN}/address")).unwrap_or_default();
     r.check(
         "ap-associates-only-the-laptop",
         stations == [laptop.trim().to_string()],
         &format!("stations {stations:?}, behind host {behind_mac}"),
     );
-    let neigh = ip(HOME.ns, &["neigh", "show", "dev", HOME.iface]).unwrap_or_default();
+    let neigh = ip(ap.ns, &["neigh", "show", "dev", ap.iface]).unwrap_or_default();
     let learned = !behind_mac.is_empty() && neigh.contains(&behind_mac);
     r.check("ap-never-learns-second-mac", !learned, neigh.trim());
     // Put wlan0 back (also fine if the VM ends right here).

@@ -207,30 +207,46 @@ pub fn roam(
     Ok(())
 }
 
-/// `nmcli connection up` office.
-pub fn roam_by_nmcli(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest) -> Step {
-    r.require("scan-sees-office", w.wait_for_scan(&OFFICE, ASSOCIATE), OFFICE.ssid)?;
+/// `nmcli connection up` to `to`, from `from`.
+fn roam_by_nmcli(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest, (from, to): (&Ap, &Ap)) -> Step {
+    r.require(&format!("scan-sees-{}", to.ns), w.wait_for_scan(to, ASSOCIATE), to.ssid)?;
     let start = |w: &mut Laptop| {
         let at = Instant::now();
-        w.connection_up(&OFFICE).map_err(io("nmcli connection up office"))?;
+        w.connection_up(to).map_err(io("nmcli connection up"))?;
         Ok(at)
     };
-    roam(w, r, guest, (&HOME, &OFFICE), start, ASSOCIATE)
+    roam(w, r, guest, (from, to), start, ASSOCIATE)
 }
 
-/// The office AP disappears; NM falls back on home by itself (autoconnect).
+/// Home to office by `nmcli connection up`.
+pub fn roam_to_office(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest) -> Step {
+    roam_by_nmcli(w, r, guest, (&HOME, &OFFICE))
+}
+
+/// And back home the same way.
+pub fn roam_back_home(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest) -> Step {
+    roam_by_nmcli(w, r, guest, (&OFFICE, &HOME))
+}
+
+/// The home AP disappears; NM falls back on office by itself (autoconnect).
 pub fn ap_loss(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest) -> Step {
+    w.nmcli(&["connection", "modify", OFFICE.profile, "connection.autoconnect", "yes"])
+        .map_err(io("autoconnect office"))?;
     let start = |w: &mut Laptop| {
         let at = Instant::now();
-        w.stop_ap(&OFFICE).map_err(io("stop the office AP"))?;
+        w.stop_ap(&HOME).map_err(io("stop the home AP"))?;
         Ok(at)
     };
-    roam(w, r, guest, (&OFFICE, &HOME), start, FALLBACK)
+    roam(w, r, guest, (&HOME, &OFFICE), start, FALLBACK)
 }
 
 /// Wi-Fi off: vmnetd offline, nothing routed; on: NM reconnects, the guest is reached again.
 pub fn radio(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest) -> Step {
-    let addr = format!("{}.{HOST_PART}", HOME.net);
+    radio_on(w, r, guest, &OFFICE)
+}
+
+fn radio_on(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest, ap: &Ap) -> Step {
+    let addr = format!("{}.{HOST_PART}", ap.net);
     let off = Instant::now();
     w.nmcli(&["radio", "wifi", "off"]).map_err(io("nmcli radio wifi off"))?;
     let offline = w.wait_for_state("offline", None, REACH);
@@ -241,32 +257,31 @@ pub fn radio(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest) -> Step {
     r.check("no-routes-while-off", routes.is_empty(), &format!("{routes:?}"));
     let proxy = w.sysctl(&format!("net.ipv4.conf.{WLAN}.proxy_arp"));
     r.check("wlan0-proxy-arp-withdrawn", proxy == "0", &format!("proxy_arp={proxy}"));
-    let out = pings(NS, &HOME.address(), 2);
-    r.check("guest-cut-off", out == 0, &format!("{out} of 2 pings to the home AP answered"));
+    let out = pings(NS, &ap.address(), 2);
+    r.check("guest-cut-off", out == 0, &format!("{out} of 2 pings to the AP answered"));
     r.check(
         "guest-kept",
         w.vmnetctl(None, &["list"]).is_ok_and(|(ok, l, _)| ok && l.contains(&guest.tap)),
         &guest.tap,
     );
-    w.revive_ap(&HOME).map_err(io("the home AP after the radio switch"))?;
-    let up =
-        crate::cmd::wait_until(Duration::from_secs(30), Duration::from_millis(200), || w.ap_enabled(&HOME));
-    r.require("home-ap-back", up, "hostapd vmnet-home after the APs' radios were unblocked")?;
+    w.revive_ap(ap).map_err(io("the AP after the radio switch"))?;
+    let up = crate::cmd::wait_until(Duration::from_secs(30), Duration::from_millis(200), || w.ap_enabled(ap));
+    r.require("ap-back", up, &format!("hostapd {} after the APs' radios were unblocked", ap.ssid))?;
 
     let on = Instant::now();
     w.nmcli(&["radio", "wifi", "on"]).map_err(io("nmcli radio wifi on"))?;
-    let back = w.wait_for_address(&HOME, FALLBACK);
-    let ap = if w.ap_enabled(&HOME) { "enabled" } else { "not enabled" };
-    let detail = format!("wlan0 {:?}, home AP {ap}", w.wlan_address());
-    r.require("nm-reconnects-home", back.is_some(), &detail)?;
+    let back = w.wait_for_address(ap, FALLBACK);
+    let enabled = if w.ap_enabled(ap) { "enabled" } else { "not enabled" };
+    let detail = format!("wlan0 {:?}, AP {enabled}", w.wlan_address());
+    r.require(&format!("nm-reconnects-{}", ap.ns), back.is_some(), &detail)?;
     r.time_between("radio-on-to-nm-address", on, back.unwrap_or(on));
-    let online = w.wait_for_state("online", Some(&HOME.subnet()), REACH);
+    let online = w.wait_for_state("online", Some(&ap.subnet()), REACH);
     r.require("vmnetd-online-again", online.is_some(), &w.status().unwrap_or_default().to_string())?;
     let routes = w.vmnet_routes();
     let route = format!("{addr} dev {}", guest.tap);
     r.check("route-restored", routes.iter().any(|l| l.starts_with(&route)), &format!("{routes:?}"));
-    let pingable = ping_until(HOME.ns, &addr, Duration::from_secs(20));
-    r.check("home-pings-guest-again", pingable.is_some(), &addr);
+    let pingable = ping_until(ap.ns, &addr, Duration::from_secs(20));
+    r.check(&format!("{}-pings-guest-again", ap.ns), pingable.is_some(), &addr);
     r.time_between("radio-on-to-guest-pingable", on, pingable.unwrap_or(on));
     Ok(())
 }
