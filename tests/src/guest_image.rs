@@ -118,7 +118,7 @@ pub(crate) fn version_key(version: &str) -> Vec<u64> {
 }
 
 /// The module files (relative to the modules dir) to load, in load order.
-pub(crate) fn module_load_order(modules_dep: &str, wanted: &[&str]) -> io::Result<Vec<String>> {
+fn module_load_order(modules_dep: &str, wanted: &[&str]) -> io::Result<Vec<String>> {
     let mut order: Vec<String> = Vec::new();
     for name in wanted {
         let line = modules_dep
@@ -143,7 +143,7 @@ pub(crate) fn module_name(path: &str) -> &str {
 }
 
 /// A module's contents, uncompressed (busybox insmod takes plain ELF).
-pub(crate) fn read_module(path: &Path) -> io::Result<Vec<u8>> {
+fn read_module(path: &Path) -> io::Result<Vec<u8>> {
     let name = path.to_string_lossy();
     let tool = match path.extension().and_then(|e| e.to_str()) {
         Some("ko") => return fs::read(path),
@@ -172,7 +172,7 @@ fn is_dynamic_elf(data: &[u8]) -> bool {
 }
 
 /// busybox from `busybox-static`, checked to be a static binary (an initramfs has no libc).
-pub(crate) fn static_busybox() -> io::Result<Vec<u8>> {
+fn static_busybox() -> io::Result<Vec<u8>> {
     let busybox = fs::read(BUSYBOX).map_err(|e| error(format!("{BUSYBOX}: {e} (install busybox-static)")))?;
     if !busybox.starts_with(b"\x7fELF") || is_dynamic_elf(&busybox) {
         return Err(error(format!("{BUSYBOX} is not a static binary: install busybox-static")));
@@ -180,31 +180,43 @@ pub(crate) fn static_busybox() -> io::Result<Vec<u8>> {
     Ok(busybox)
 }
 
-/// Writes the guest's initramfs (for `kernel`) to `out`.
-pub fn build(kernel: &Kernel, out: &Path) -> io::Result<()> {
+/// A busybox initramfs for `kernel` so far: `dirs`, `/dev/console`, `/bin/busybox`, the
+/// `modules` (after their dependencies) in `/lib/modules` and their load order in `/etc/modules`.
+pub(crate) fn busybox_cpio(kernel: &Kernel, dirs: &[&str], modules: &[&str]) -> io::Result<Cpio> {
     let busybox = static_busybox()?;
     let dep = fs::read_to_string(kernel.modules.join("modules.dep"))?;
     let mut cpio = Cpio::default();
-    for dir in ["bin", "dev", "etc", "lib", "lib/modules", "proc", "root", "run", "sys", "tmp", "www"] {
+    for dir in ["bin", "dev", "etc", "lib", "lib/modules"].iter().chain(dirs) {
         cpio.dir(dir);
     }
     cpio.char_device("dev/console", 5, 1);
     cpio.file("bin/busybox", 0o755, &busybox);
     let mut load_list = String::new();
-    for path in module_load_order(&dep, &MODULES)? {
+    for path in module_load_order(&dep, modules)? {
         let name = format!("{}.ko", module_name(&path));
         cpio.file(&format!("lib/modules/{name}"), 0o644, &read_module(&kernel.modules.join(&path))?);
         load_list.push_str(&name);
         load_list.push('\n');
     }
     cpio.file("etc/modules", 0o644, load_list.as_bytes());
+    Ok(cpio)
+}
+
+/// Writes `cpio` to `out` (through a rename: a half-written image is never booted).
+pub(crate) fn write_cpio(cpio: Cpio, out: &Path) -> io::Result<()> {
+    let tmp = out.with_extension("tmp");
+    fs::File::create(&tmp)?.write_all(&cpio.finish())?;
+    fs::rename(&tmp, out)
+}
+
+/// Writes the guest's initramfs (for `kernel`) to `out`.
+pub fn build(kernel: &Kernel, out: &Path) -> io::Result<()> {
+    let mut cpio = busybox_cpio(kernel, &["proc", "root", "run", "sys", "tmp", "www"], &MODULES)?;
     for (path, text) in SCRIPTS {
         cpio.file(path, 0o755, text.as_bytes());
     }
     cpio.file("www/index.html", 0o644, b"vmnet test guest\n");
-    let tmp = out.with_extension("tmp");
-    fs::File::create(&tmp)?.write_all(&cpio.finish())?;
-    fs::rename(&tmp, out)
+    write_cpio(cpio, out)
 }
 
 /// A newc ("070701") cpio archive, as the kernel unpacks it: owner root, mtime 0.
@@ -236,7 +248,7 @@ impl Cpio {
         }
     }
 
-    pub(crate) fn dir(&mut self, name: &str) {
+    fn dir(&mut self, name: &str) {
         self.entry(name, 0o040755, (0, 0), b"");
     }
 
@@ -244,11 +256,11 @@ impl Cpio {
         self.entry(name, 0o100000 | perm, (0, 0), body);
     }
 
-    pub(crate) fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+    fn char_device(&mut self, name: &str, major: u32, minor: u32) {
         self.entry(name, 0o020600, (major, minor), b"");
     }
 
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, (0, 0), b"");
         self.data
     }

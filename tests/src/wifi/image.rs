@@ -5,7 +5,7 @@
 //! configuration, passwd/group with the test user) and `hide` (paths removed in the VM).
 
 use crate::cmd::error;
-use crate::guest_image::{module_load_order, module_name, read_module, static_busybox, version_key, Cpio};
+use crate::guest_image::{busybox_cpio, module_name, version_key, write_cpio};
 use crate::users::TestUsers;
 use std::fs;
 use std::io;
@@ -94,25 +94,9 @@ pub fn find_kernel() -> io::Result<crate::guest_image::Kernel> {
 
 /// Writes the initramfs for `kernel` to `out`.
 pub fn build_initramfs(kernel: &crate::guest_image::Kernel, out: &Path) -> io::Result<()> {
-    let dep = fs::read_to_string(kernel.modules.join("modules.dep"))?;
-    let mut cpio = Cpio::default();
-    for dir in ["bin", "dev", "etc", "lib", "lib/modules", "proc", "sys"] {
-        cpio.dir(dir);
-    }
-    cpio.char_device("dev/console", 5, 1);
-    cpio.file("bin/busybox", 0o755, &static_busybox()?);
-    let mut list = String::new();
-    for path in module_load_order(&dep, &MODULES)? {
-        let name = format!("{}.ko", module_name(&path));
-        cpio.file(&format!("lib/modules/{name}"), 0o644, &read_module(&kernel.modules.join(&path))?);
-        list.push_str(&name);
-        list.push('\n');
-    }
-    cpio.file("etc/modules", 0o644, list.as_bytes());
+    let mut cpio = busybox_cpio(kernel, &["proc", "sys"], &MODULES)?;
     cpio.file("init", 0o755, INIT.as_bytes());
-    let tmp = out.with_extension("tmp");
-    fs::write(&tmp, cpio.finish())?;
-    fs::rename(&tmp, out)
+    write_cpio(cpio, out)
 }
 
 fn write(root: &Path, path: &str, mode: u32, text: &[u8]) -> io::Result<()> {

@@ -72,6 +72,7 @@ impl Outcome {
             Ok(bins) => bins,
             Err(e) => return Outcome::failed(format!("binaries: {e}")),
         };
+        sweep_stale_dirs();
         let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("vmnet-wifi-{}-{stamp}", std::process::id()));
         let outcome = match fs::create_dir_all(&dir) {
@@ -114,6 +115,21 @@ impl Outcome {
         text.push_str("measured in the VM:\n");
         text.push_str(&self.report.timings());
         text
+    }
+}
+
+/// Removes the directories of earlier runs whose test process is gone (killed before it could
+/// clean up; its QEMU died with it).
+fn sweep_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid =
+            name.strip_prefix("vmnet-wifi-").and_then(|rest| rest.split('-').next()?.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            eprintln!("vmnet-wifi: removing {name}, left by a test process that is gone");
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

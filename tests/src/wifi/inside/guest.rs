@@ -5,6 +5,7 @@
 use super::lines::Lines;
 use super::world::{Laptop, RUN_DIR};
 use crate::cmd::{error, in_netns, run, wait_until};
+use crate::lan::ping_once;
 use crate::lease::Lease;
 use std::io;
 use std::process::{Command, Stdio};
@@ -17,16 +18,6 @@ pub struct Guest {
     pub tap: String,
     pub mac: String,
     pub events: Lines,
-}
-
-/// One `busybox ping` from netns `ns` to `addr`, waiting up to 1 s for the answer.
-pub fn ping_once(ns: &str, addr: &str) -> bool {
-    in_netns(ns, &["busybox", "ping", "-c1", "-W1", "-q", addr])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Pings until one is answered, for up to `timeout`; returns when it was.
