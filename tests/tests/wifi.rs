@@ -61,6 +61,7 @@ fn slow_wifi_bridge_over_the_station_does_not_carry_a_second_mac() {
     assert_scenario("bridge");
 }
 
+/// Timings are printed, not asserted (TCG on a shared machine): only that they were measured.
 #[test]
 fn slow_wifi_timings_are_reported() {
     let outcome = laptop();
@@ -72,5 +73,7 @@ fn slow_wifi_timings_are_reported() {
         let found = times.get(scenario).is_some_and(|s| s.times.iter().any(|(l, _)| l == label));
         assert!(found, "no {label} timing from scenario {scenario}:\n{}", outcome.timings());
     }
-    println!("{}", outcome.timings());
+    // Straight to stderr, past the test harness's capture: the figures show in every run's log.
+    let _ =
+        std::io::Write::write_all(&mut std::io::stderr(), format!("\n{}\n", outcome.timings()).as_bytes());
 }
