@@ -23,6 +23,7 @@ mod guest;
 mod lines;
 mod report;
 mod scenarios;
+mod vmnet;
 mod world;
 
 use guest::Guest;
