@@ -113,7 +113,7 @@ fn bzimage_payload(image: &[u8]) -> Option<&[u8]> {
 }
 
 /// "6.1.0-56-amd64" -> [6, 1, 0, 56]: numeric parts, for ordering versions.
-fn version_key(version: &str) -> Vec<u64> {
+pub(crate) fn version_key(version: &str) -> Vec<u64> {
     version.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
 }
 
@@ -137,7 +137,7 @@ fn module_load_order(modules_dep: &str, wanted: &[&str]) -> io::Result<Vec<Strin
 }
 
 /// "kernel/drivers/net/virtio_net.ko.xz" -> "virtio_net".
-fn module_name(path: &str) -> &str {
+pub(crate) fn module_name(path: &str) -> &str {
     let file = path.rsplit('/').next().unwrap_or(path);
     file.split_once(".ko").map_or(file, |(name, _)| name)
 }
@@ -171,39 +171,57 @@ fn is_dynamic_elf(data: &[u8]) -> bool {
     (0..phnum).any(|i| u32_at(phoff as usize + i * phentsize) == Some(PT_INTERP))
 }
 
-/// Writes the guest's initramfs (for `kernel`) to `out`.
-pub fn build(kernel: &Kernel, out: &Path) -> io::Result<()> {
+/// busybox from `busybox-static`, checked to be a static binary (an initramfs has no libc).
+fn static_busybox() -> io::Result<Vec<u8>> {
     let busybox = fs::read(BUSYBOX).map_err(|e| error(format!("{BUSYBOX}: {e} (install busybox-static)")))?;
     if !busybox.starts_with(b"\x7fELF") || is_dynamic_elf(&busybox) {
         return Err(error(format!("{BUSYBOX} is not a static binary: install busybox-static")));
     }
+    Ok(busybox)
+}
+
+/// A busybox initramfs for `kernel` so far: `dirs`, `/dev/console`, `/bin/busybox`, the
+/// `modules` (after their dependencies) in `/lib/modules` and their load order in `/etc/modules`.
+pub(crate) fn busybox_cpio(kernel: &Kernel, dirs: &[&str], modules: &[&str]) -> io::Result<Cpio> {
+    let busybox = static_busybox()?;
     let dep = fs::read_to_string(kernel.modules.join("modules.dep"))?;
     let mut cpio = Cpio::default();
-    for dir in ["bin", "dev", "etc", "lib", "lib/modules", "proc", "root", "run", "sys", "tmp", "www"] {
+    for dir in ["bin", "dev", "etc", "lib", "lib/modules"].iter().chain(dirs) {
         cpio.dir(dir);
     }
     cpio.char_device("dev/console", 5, 1);
     cpio.file("bin/busybox", 0o755, &busybox);
     let mut load_list = String::new();
-    for path in module_load_order(&dep, &MODULES)? {
+    for path in module_load_order(&dep, modules)? {
         let name = format!("{}.ko", module_name(&path));
         cpio.file(&format!("lib/modules/{name}"), 0o644, &read_module(&kernel.modules.join(&path))?);
         load_list.push_str(&name);
         load_list.push('\n');
     }
     cpio.file("etc/modules", 0o644, load_list.as_bytes());
-    for (path, text) in SCRIPTS {
-        cpio.file(path, 0o755, text.as_bytes());
-    }
-    cpio.file("www/index.html", 0o644, b"vmnet test guest\n");
+    Ok(cpio)
+}
+
+/// Writes `cpio` to `out` (through a rename: a half-written image is never booted).
+pub(crate) fn write_cpio(cpio: Cpio, out: &Path) -> io::Result<()> {
     let tmp = out.with_extension("tmp");
     fs::File::create(&tmp)?.write_all(&cpio.finish())?;
     fs::rename(&tmp, out)
 }
 
+/// Writes the guest's initramfs (for `kernel`) to `out`.
+pub fn build(kernel: &Kernel, out: &Path) -> io::Result<()> {
+    let mut cpio = busybox_cpio(kernel, &["proc", "root", "run", "sys", "tmp", "www"], &MODULES)?;
+    for (path, text) in SCRIPTS {
+        cpio.file(path, 0o755, text.as_bytes());
+    }
+    cpio.file("www/index.html", 0o644, b"vmnet test guest\n");
+    write_cpio(cpio, out)
+}
+
 /// A newc ("070701") cpio archive, as the kernel unpacks it: owner root, mtime 0.
 #[derive(Default)]
-struct Cpio {
+pub(crate) struct Cpio {
     data: Vec<u8>,
     inode: u32,
 }
@@ -234,7 +252,7 @@ impl Cpio {
         self.entry(name, 0o040755, (0, 0), b"");
     }
 
-    fn file(&mut self, name: &str, perm: u32, body: &[u8]) {
+    pub(crate) fn file(&mut self, name: &str, perm: u32, body: &[u8]) {
         self.entry(name, 0o100000 | perm, (0, 0), body);
     }
 

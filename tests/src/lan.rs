@@ -46,12 +46,15 @@ impl World {
 
 /// `busybox ping` (iputils is not installed here) once a try, for up to about 3 s.
 pub(crate) fn ping(ns: &str, addr: &str) -> bool {
-    wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        in_netns(ns, &["busybox", "ping", "-c1", "-W1", "-q", addr])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    wait_until(Duration::from_secs(3), Duration::from_millis(50), || ping_once(ns, addr))
+}
+
+/// One `busybox ping` from netns `ns` to `addr`, waiting up to 1 s for the answer.
+pub(crate) fn ping_once(ns: &str, addr: &str) -> bool {
+    in_netns(ns, &["busybox", "ping", "-c1", "-W1", "-q", addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -29,6 +29,7 @@ pub mod qmp;
 pub mod standin;
 pub mod vmnetctl;
 pub mod vmnetd;
+pub mod wifi;
 pub mod world;
 
 pub use bus::{dbus_error_name, Bus};
