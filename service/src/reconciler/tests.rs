@@ -69,7 +69,7 @@ impl Kernel for FakeKernel {
         &mut self,
         desired: &Desired,
         saved: &mut SavedSysctls,
-        taps: &BTreeMap<String, u32>,
+        _taps: &BTreeMap<String, u32>,
     ) -> Outcome {
         let routes = desired.routes.iter().map(|r| (r.address, r.tap.clone())).collect();
         self.calls.borrow_mut().push(Call::SyncRoutes { routes });
