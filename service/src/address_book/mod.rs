@@ -25,6 +25,9 @@ use crate::model::{Mac, Subnet, Uplink};
 const PROBE_ROUNDS: usize = 4;
 /// Pool addresses probed at once for a new guest.
 const PROBE_BATCH: usize = 4;
+/// Addresses one guest's DHCP client may decline in one network: then it gets none until the
+/// uplink changes (or a resync), so that a guest declining everything cannot empty the pool.
+pub const MAX_DECLINES: u32 = 3;
 
 /// Asks the LAN whether addresses are taken (ARP probes on the uplink).
 pub trait Prober {
@@ -106,6 +109,8 @@ pub struct AddressBook<P> {
     gateway_mac: Option<Mac>,
     /// The last connection the source named.
     connection: Option<String>,
+    /// Addresses each guest declined in this network.
+    declines: BTreeMap<String, u32>,
 }
 
 impl<P: Prober> AddressBook<P> {
@@ -121,6 +126,7 @@ impl<P: Prober> AddressBook<P> {
             probed: BTreeSet::new(),
             gateway_mac: None,
             connection: None,
+            declines: BTreeMap::new(),
         }
     }
 
@@ -147,7 +153,7 @@ impl<P: Prober> AddressBook<P> {
         if network == self.network {
             return NetworkChange::None;
         }
-        self.in_use.clear();
+        self.forget_lan();
         let Some(new) = network else {
             // Offline: nothing is defended meanwhile, so every address is probed again.
             self.last_network = self.network.take();
@@ -200,6 +206,12 @@ impl<P: Prober> AddressBook<P> {
     /// Forgets the addresses found in use, so that they are probed again (a resync).
     pub fn forget_lan(&mut self) {
         self.in_use.clear();
+        self.declines.clear();
+    }
+
+    /// Whether the guest declined as many addresses as it may in this network.
+    fn held_back(&self, guest: &str) -> Option<u32> {
+        self.declines.get(guest).copied().filter(|&n| n >= MAX_DECLINES)
     }
 
     pub fn network(&self) -> Option<&Network> {
@@ -218,6 +230,10 @@ impl<P: Prober> AddressBook<P> {
         let Some(network) = &self.network else { return AddressStatus::Offline };
         match self.address(guest) {
             Some(address) => AddressStatus::Active(address),
+            None if self.held_back(guest).is_some() => AddressStatus::Conflict(format!(
+                "its DHCP client declined {MAX_DECLINES} addresses of {}: it gets another at the next uplink change or resync",
+                network.subnet
+            )),
             None => {
                 let note = match self.in_use.len() {
                     0 => String::new(),
@@ -257,6 +273,9 @@ impl<P: Prober> AddressBook<P> {
     pub async fn place(&mut self, guest: &str) -> Option<Ipv4Addr> {
         let network = self.network.clone()?;
         self.numbers.remove(guest);
+        if self.held_back(guest).is_some() {
+            return None;
+        }
         let number = self.take_from_pool(&network).await?;
         self.numbers.insert(guest.to_owned(), number);
         network.subnet.host(number)
@@ -323,7 +342,8 @@ impl<P: Prober> AddressBook<P> {
     /// new addresses are probed, and guests whose address answered move on. Returns whether any
     /// guest's number changed.
     pub async fn rehome<'a>(&mut self, guests: impl IntoIterator<Item = &'a str>) -> bool {
-        let names: Vec<&str> = guests.into_iter().collect();
+        let listed: Vec<&str> = guests.into_iter().collect();
+        let names: Vec<&str> = listed.iter().copied().filter(|name| self.held_back(name).is_none()).collect();
         let Some(network) = self.network.clone() else { return false };
         let mut slots: Vec<Option<u32>> = names.iter().map(|name| self.number(name)).collect();
         let before = slots.clone();
@@ -354,7 +374,7 @@ impl<P: Prober> AddressBook<P> {
                 None => self.numbers.remove(*name),
             };
         }
-        let listed: BTreeSet<&str> = names.iter().copied().collect();
+        let listed: BTreeSet<&str> = listed.into_iter().collect();
         self.numbers.retain(|name, _| listed.contains(name.as_str()));
         slots != before
     }
@@ -368,12 +388,14 @@ impl<P: Prober> AddressBook<P> {
         self.in_use.insert(address, format!("declined by guest {guest}'s DHCP client"));
         self.probed.remove(&address);
         self.numbers.remove(guest);
+        *self.declines.entry(guest.to_owned()).or_default() += 1;
         true
     }
 
     /// The guest is gone: its address is free, and probed again before it is given again
     /// (someone on the LAN may take it from now on).
     pub fn release(&mut self, guest: &str) {
+        self.declines.remove(guest);
         if let Some(address) = self.address(guest) {
             self.probed.remove(&address);
         }

@@ -235,3 +235,24 @@ fn the_same_subnet_behind_another_gateway_is_another_network() {
         NetworkChange::NewNetwork
     );
 }
+
+#[test]
+fn a_guest_that_declines_everything_cannot_empty_the_pool() {
+    let lan = FakeLan::default();
+    let mut book = book(&lan, Pool::default());
+    run(book.set_uplink(Some(&uplink(HOME.0, HOME.1, HOME.2))));
+    run(book.admit("greedy", None)).unwrap();
+    for _ in 0..MAX_DECLINES {
+        let address = book.address("greedy").expect("an address to decline");
+        assert!(book.declined("greedy", address));
+        run(book.place("greedy"));
+    }
+    assert_eq!(book.address("greedy"), None, "held back after {MAX_DECLINES} declines");
+    let AddressStatus::Conflict(reason) = book.status("greedy") else { panic!() };
+    assert!(reason.contains("declined 3 addresses"), "{reason}");
+    assert!(!run(book.rehome(["greedy"])) && book.address("greedy").is_none(), "not even on a re-home");
+    assert_eq!(run(book.admit("other", None)), Ok(Some(ip("198.51.100.203"))), "the others are served");
+    book.forget_lan();
+    run(book.rehome(["greedy", "other"]));
+    assert!(book.address("greedy").is_some(), "a resync gives it another chance");
+}
