@@ -105,12 +105,10 @@ async fn supervise(task: Option<tokio::task::JoinHandle<()>>) -> Result<(), toki
 
 /// Owns `org.vmnet`, or names the process that does.
 async fn own_bus_name(connection: &zbus::Connection, bus: &DBusProxy<'_>) -> Result<(), String> {
-    let reply = connection
-        .request_name_with_flags(vmnet_dbus::BUS_NAME, RequestNameFlags::DO_NOT_QUEUE)
-        .await
-        .map_err(|e| format!("cannot own {}: {e}", vmnet_dbus::BUS_NAME))?;
-    if reply == RequestNameReply::PrimaryOwner {
-        return Ok(());
+    match connection.request_name_with_flags(vmnet_dbus::BUS_NAME, RequestNameFlags::DO_NOT_QUEUE).await {
+        Ok(RequestNameReply::PrimaryOwner) => return Ok(()),
+        Ok(_) | Err(zbus::Error::NameTaken) => {}
+        Err(e) => return Err(format!("cannot own {}: {e}", vmnet_dbus::BUS_NAME)),
     }
     let name = BusName::try_from(vmnet_dbus::BUS_NAME).map_err(|e| e.to_string())?;
     let owner = match bus.get_connection_unix_process_id(name).await {

@@ -3,8 +3,10 @@
 //! creates a tap `eth0` there and copies Ethernet frames both ways until SIGTERM/SIGINT. eth0
 //! vanishes when it exits.
 //!
-//! usage: tapguest TAP GUEST [--mac MAC] [--qmp SOCKET] [--netdev-id ID] [--nic-id ID]
-//!                           [--dhcp [--hostname NAME]]
+//! usage: tapguest TAP GUEST [--mac MAC] [--qmp SOCKET [--qmp-owner UID]] [--netdev-id ID]
+//!                           [--nic-id ID] [--dhcp [--hostname NAME]]
+//! `--qmp-owner` serves the QMP socket as that user (its peer credentials), as the QEMU of
+//! that user's guest would.
 //!
 //! `--qmp` serves a minimal QMP on a unix socket, as QEMU 7.2 answers it for a NIC
 //! `-device virtio-net-pci,netdev=n0` (see `qmp.rs`): set_link takes the NIC's name
@@ -149,6 +151,7 @@ impl Relay {
 struct Options {
     mac: Option<String>,
     qmp: Option<String>,
+    qmp_owner: Option<u32>,
     netdev_id: Option<String>,
     nic_id: Option<String>,
     dhcp: bool,
@@ -157,8 +160,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: tapguest TAP GUEST_NETNS [--mac MAC] [--qmp SOCKET] [--netdev-id ID] [--nic-id ID] \
-         [--dhcp [--hostname NAME]]"
+        "usage: tapguest TAP GUEST_NETNS [--mac MAC] [--qmp SOCKET [--qmp-owner UID]] [--netdev-id ID] \
+         [--nic-id ID] [--dhcp [--hostname NAME]]"
     );
     exit(2)
 }
@@ -174,6 +177,9 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--mac" => opts.mac = value(),
             "--qmp" => opts.qmp = value(),
+            "--qmp-owner" => {
+                opts.qmp_owner = Some(value().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()))
+            }
             "--netdev-id" => opts.netdev_id = value(),
             "--nic-id" => opts.nic_id = value(),
             "--hostname" => opts.hostname = value(),
@@ -213,7 +219,7 @@ fn relay(tap: &str, guest: &str, opts: Options) -> io::Result<()> {
     if let Some(mac) = &opts.mac {
         ip(&["link", "set", "eth0", "address", mac])?;
     }
-    let qmp = opts.qmp.as_deref().map(|path| QmpServer::bind(Path::new(path))).transpose()?;
+    let qmp = opts.qmp.as_deref().map(|path| QmpServer::bind(Path::new(path), opts.qmp_owner)).transpose()?;
     println!("relay ready"); // frames queue in the taps until the relay runs
     let mut dhcp = None;
     if opts.dhcp {

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -72,9 +73,13 @@ pub struct QmpServer {
 }
 
 impl QmpServer {
-    pub fn bind(path: &Path) -> io::Result<QmpServer> {
+    /// Listens on `path`; with `owner`, as that user: clients see it as the socket's peer.
+    pub fn bind(path: &Path, owner: Option<u32>) -> io::Result<QmpServer> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
+        let listener = match owner {
+            None => UnixListener::bind(path)?,
+            Some(uid) => listen_as(path, uid)?,
+        };
         Ok(QmpServer { path: path.to_path_buf(), listener, clients: Vec::new(), quit: false })
     }
 
@@ -214,4 +219,19 @@ impl Drop for QmpServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// A listening socket whose peer credentials are `uid`'s: the kernel takes them when the
+/// socket starts listening, so only `listen` runs with that effective uid.
+fn listen_as(path: &Path, uid: u32) -> io::Result<UnixListener> {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use nix::unistd::{seteuid, Uid};
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    std::os::unix::fs::chown(path, Some(uid), None)?;
+    seteuid(Uid::from_raw(uid))?;
+    let listening = listen(&fd, Backlog::new(8)?);
+    seteuid(Uid::from_raw(0))?;
+    listening?;
+    Ok(UnixListener::from(std::os::fd::OwnedFd::from(fd)))
 }

@@ -59,7 +59,22 @@ impl Laptop {
         run(Command::new("ip").args(["netns", "add", NS]))?;
         crate::cmd::ip(NS, &["link", "set", "lo", "up"])?;
         let bin = self.bins.tapguest.to_string_lossy().into_owned();
-        let argv = [&*bin, &tap, NS, "--mac", &mac, "--qmp", &qmp, "--dhcp", "--hostname", name];
+        // Its QEMU would run as the guest's owner: vmnetd drives only such a QMP.
+        let owner = self.tester.to_string();
+        let argv = [
+            &*bin,
+            &tap,
+            NS,
+            "--mac",
+            &mac,
+            "--qmp",
+            &qmp,
+            "--qmp-owner",
+            &owner,
+            "--dhcp",
+            "--hostname",
+            name,
+        ];
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(self.log("tapguest.err")?);
         let (_, stdout) = self.procs.spawn("tapguest", cmd)?;
