@@ -233,5 +233,5 @@ fn listen_as(path: &Path, uid: u32) -> io::Result<UnixListener> {
     let listening = listen(&fd, Backlog::new(8)?);
     seteuid(Uid::from_raw(0))?;
     listening?;
-    Ok(UnixListener::from(std::os::fd::OwnedFd::from(fd)))
+    Ok(UnixListener::from(fd))
 }
