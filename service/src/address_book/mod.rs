@@ -162,14 +162,14 @@ impl<P: Prober> AddressBook<P> {
         };
         let last = self.network.replace(new.clone()).or_else(|| self.last_network.take());
         // A connection not known (None) is not another one: NetworkManager names it once it is
-        // activated; until then the device may still hold the previous network's address.
-        let known = self.connection.clone();
+        // activated; until then the device may still hold the previous network's address. A
+        // name only counts within the subnet it was given in.
+        let same_subnet = last.as_ref().is_some_and(|old| old.subnet == new.subnet);
+        let known = if same_subnet { self.connection.take() } else { None };
         let other_connection =
             matches!((&known, &new.connection), (Some(before), Some(now)) if before != now);
-        if new.connection.is_some() {
-            self.connection = new.connection.clone();
-        }
-        let same = last.as_ref().is_some_and(|old| old.subnet == new.subnet) && !other_connection;
+        self.connection = new.connection.clone().or(known);
+        let same = same_subnet && !other_connection;
         // Only the same subnet needs the gateway asked (at once, it answers in a moment).
         if same && self.gateway_answers_as_before(&new).await {
             return NetworkChange::Moved;

@@ -256,3 +256,23 @@ fn a_guest_that_declines_everything_cannot_empty_the_pool() {
     run(book.rehome(["greedy", "other"]));
     assert!(book.address("greedy").is_some(), "a resync gives it another chance");
 }
+
+#[test]
+fn a_wifi_roam_through_an_activating_connection_is_one_new_network() {
+    let lan = FakeLan::default();
+    let mut book = book(&lan, Pool::default());
+    let named = |up: Uplink, uuid: &str| Uplink { connection: Some(uuid.into()), ..up };
+    let home = uplink(HOME.0, HOME.1, HOME.2);
+    let office = uplink("203.0.113.144", 24, "203.0.113.1");
+    run(book.set_uplink(Some(&named(home.clone(), "home"))));
+    // NM activates "office" while wlan0 still has the home address: not yet a new network.
+    assert_eq!(run(book.set_uplink(Some(&home))), NetworkChange::Moved);
+    // The office address (the connection still activating, so unnamed): the new network.
+    assert_eq!(run(book.set_uplink(Some(&office))), NetworkChange::NewNetwork);
+    // Activated, it is named: the same network.
+    assert_eq!(run(book.set_uplink(Some(&named(office.clone(), "office")))), NetworkChange::Moved);
+    // And back home the same way: one new network again.
+    assert_eq!(run(book.set_uplink(Some(&office))), NetworkChange::Moved);
+    assert_eq!(run(book.set_uplink(Some(&home))), NetworkChange::NewNetwork);
+    assert_eq!(run(book.set_uplink(Some(&named(home, "home")))), NetworkChange::Moved);
+}
