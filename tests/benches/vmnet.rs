@@ -311,6 +311,8 @@ fn rehome_times() {
         }
         rehome_series(&world, &mut netlink, ifindex, &mut watch, &client, &mut current, n);
         if n == 1000 {
+            // Rehomed comes before the full sync that follows each re-home: let it finish.
+            sleep(Duration::from_millis(500));
             print_memory("vmnetd with 1000 guests, re-homed:", pid);
         }
     }
