@@ -8,10 +8,12 @@ mod error;
 mod guest_info;
 mod path;
 mod proxy;
+mod qemu;
 
 pub use error::Error;
 pub use guest_info::{managed_guests, GuestInfo};
 pub use path::{guest_name_from_path, guest_object_path};
+pub use qemu::{qemu_args, shell_line, shell_word};
 pub use proxy::{Guest1Proxy, Manager1Proxy, RehomedArgs, RehomedStream};
 
 /// Well-known bus name of vmnetd.
