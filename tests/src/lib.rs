@@ -28,6 +28,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod shell;
 pub mod standin;
+pub mod tray;
 pub mod vmnetctl;
 pub mod vmnetd;
 pub mod wifi;

@@ -96,7 +96,8 @@ impl World {
         }
         let dir = self.dir().join(format!("shell-{uid}"));
         let (home, runtime) = (dir.join("home"), dir.join("runtime"));
-        for sub in [&home, &runtime, &home.join(".config"), &home.join(".local/share"), &home.join(".cache")] {
+        for sub in [&home, &runtime, &home.join(".config"), &home.join(".local/share"), &home.join(".cache")]
+        {
             fs::create_dir_all(sub)?;
         }
         install_extensions(&home.join(".local/share"))?;
@@ -131,8 +132,19 @@ impl World {
         let started = Instant::now();
         let (pid, _) = self.procs.spawn(&format!("gnome-shell {uid}"), cmd)?;
         let mut shell = GnomeShell { world: self, pid, uid, dir, session_bus, startup: Duration::ZERO };
-        let answers = || shell.call(&["org.gnome.Shell", "/org/gnome/Shell", "org.freedesktop.DBus.Properties",
-            "Get", "ss", "org.gnome.Shell", "ShellVersion"]).is_ok();
+        let answers = || {
+            shell
+                .call(&[
+                    "org.gnome.Shell",
+                    "/org/gnome/Shell",
+                    "org.freedesktop.DBus.Properties",
+                    "Get",
+                    "ss",
+                    "org.gnome.Shell",
+                    "ShellVersion",
+                ])
+                .is_ok()
+        };
         if !wait_until(Duration::from_secs(20), Duration::from_millis(50), answers) {
             return Err(error(format!("gnome-shell did not answer within 20 s; {}", shell.log_tail())));
         }
@@ -151,15 +163,24 @@ impl GnomeShell<'_> {
             .stdin(Stdio::null());
         let out = output(&mut cmd)?;
         if !out.status.success() {
-            return Err(error(format!("busctl call {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(error(format!(
+                "busctl call {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
         serde_json::from_slice(&out.stdout).map_err(|e| error(format!("busctl output: {e}")))
     }
 
     /// `org.gnome.Shell.Extensions.GetExtensionInfo`: the extension's state and error text.
     pub fn extension_state(&self, uuid: &str) -> io::Result<(f64, String)> {
-        let info = self.call(&["org.gnome.Shell", "/org/gnome/Shell", "org.gnome.Shell.Extensions",
-            "GetExtensionInfo", "s", uuid])?;
+        let info = self.call(&[
+            "org.gnome.Shell",
+            "/org/gnome/Shell",
+            "org.gnome.Shell.Extensions",
+            "GetExtensionInfo",
+            "s",
+            uuid,
+        ])?;
         let field = |key: &str| info["data"][0][key]["data"].clone();
         Ok((field("state").as_f64().unwrap_or(-1.0), field("error").as_str().unwrap_or("").to_owned()))
     }
@@ -167,9 +188,9 @@ impl GnomeShell<'_> {
     /// Waits until both extensions have left the initial states; vmnet's state and error.
     pub fn wait_for_extensions(&self) -> io::Result<(f64, String)> {
         let settled = || {
-            [HELPER, EXTENSION]
-                .iter()
-                .all(|uuid| self.extension_state(uuid).is_ok_and(|(state, _)| state == ENABLED || state == ERROR))
+            [HELPER, EXTENSION].iter().all(|uuid| {
+                self.extension_state(uuid).is_ok_and(|(state, _)| state == ENABLED || state == ERROR)
+            })
         };
         if !wait_until(Duration::from_secs(10), Duration::from_millis(50), settled) {
             return Err(error(format!("the extensions were not enabled within 10 s; {}", self.log_tail())));
@@ -180,7 +201,8 @@ impl GnomeShell<'_> {
     /// Evaluates JavaScript in the shell (unsafe mode, set by the helper) and returns the
     /// JSON value of its result. `vmnetTest` holds Main, St and Clutter, and the notifications.
     pub fn eval(&self, js: &str) -> io::Result<Value> {
-        let reply = self.call(&["org.gnome.Shell", "/org/gnome/Shell", "org.gnome.Shell", "Eval", "s", js])?;
+        let reply =
+            self.call(&["org.gnome.Shell", "/org/gnome/Shell", "org.gnome.Shell", "Eval", "s", js])?;
         let (ok, text) = (reply["data"][0].as_bool(), reply["data"][1].as_str().unwrap_or(""));
         if ok != Some(true) {
             return Err(error(format!("Eval failed: {text}")));
@@ -192,8 +214,16 @@ impl GnomeShell<'_> {
     pub fn screenshot(&self, path: &Path) -> io::Result<()> {
         let own = self.dir.join("screenshot.png");
         let own_text = own.to_string_lossy();
-        self.call(&["org.gnome.Shell.Screenshot", "/org/gnome/Shell/Screenshot", "org.gnome.Shell.Screenshot",
-            "Screenshot", "bbs", "false", "false", &own_text])?;
+        self.call(&[
+            "org.gnome.Shell.Screenshot",
+            "/org/gnome/Shell/Screenshot",
+            "org.gnome.Shell.Screenshot",
+            "Screenshot",
+            "bbs",
+            "false",
+            "false",
+            &own_text,
+        ])?;
         fs::copy(&own, path).map(drop)
     }
 
@@ -208,8 +238,10 @@ impl GnomeShell<'_> {
         let log = fs::read_to_string(self.world.dir().join(format!("gnome-shell-{}.log", self.uid)));
         log.unwrap_or_default()
             .lines()
-            .filter(|l| (l.contains("JS ERROR") || l.contains("JS WARNING") || l.contains("Gjs-CRITICAL"))
-                || (l.contains("vmnet") && l.contains("rror")))
+            .filter(|l| {
+                (l.contains("JS ERROR") || l.contains("JS WARNING") || l.contains("Gjs-CRITICAL"))
+                    || (l.contains("vmnet") && l.contains("rror"))
+            })
             .map(str::to_owned)
             .collect()
     }

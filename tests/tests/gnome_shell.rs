@@ -37,7 +37,11 @@ fn summaries(menu: &Value) -> Vec<String> {
 
 /// Polls the menu until `wanted` holds; the menu and how long it took, or a panic after `timeout`.
 #[track_caller]
-fn wait_for_menu(shell: &GnomeShell<'_>, timeout: Duration, wanted: impl Fn(&Value) -> bool) -> (Value, Duration) {
+fn wait_for_menu(
+    shell: &GnomeShell<'_>,
+    timeout: Duration,
+    wanted: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
     let start = Instant::now();
     loop {
         let now = menu(shell);
@@ -119,22 +123,32 @@ fn extension_follows_vmnetd_live_and_removes_for_a_member_of_group_vmnet() {
     let tester = world.tester_uid();
     let shell = started_shell(&world, tester);
     open_menu(&shell);
-    let (now, _) = wait_for_menu(&shell, Duration::from_secs(5), |m| m["status"].as_str().is_some_and(|s| s.starts_with("Online")));
+    let (now, _) = wait_for_menu(&shell, Duration::from_secs(5), |m| {
+        m["status"].as_str().is_some_and(|s| s.starts_with("Online"))
+    });
     assert_eq!(now["status"], "Online: 198.51.100.0/24, gateway 198.51.100.10");
-    assert_eq!((&now["empty"], &now["add"], &now["message"]), (&Value::Bool(true), &Value::Bool(true), &Value::from("")));
+    assert_eq!(
+        (&now["empty"], &now["add"], &now["message"]),
+        (&Value::Bool(true), &Value::Bool(true), &Value::from(""))
+    );
 
     // A guest added with vmnetctl appears at once (PropertiesChanged/InterfacesAdded, no polling).
     let added = world.vmnetctl_as(Some(tester), &["add", "web", "--no-ask-password"]).unwrap();
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let (now, took) = wait_for_menu(&shell, Duration::from_secs(1), |m| !summaries(m).is_empty());
-    eprintln!("the guest appeared in the menu {:.0} ms after vmnetctl add returned", took.as_secs_f64() * 1000.0);
+    eprintln!(
+        "the guest appeared in the menu {:.0} ms after vmnetctl add returned",
+        took.as_secs_f64() * 1000.0
+    );
     assert_eq!(summaries(&now), ["web · 198.51.100.200 · active"]);
     assert_eq!(now["guests"][0]["remove"], true);
     assert_eq!(now["empty"], false);
 
     // Running follows whoever holds the tap.
     let guest = world.add_guest("vmt-web", "");
-    wait_for_menu(&shell, Duration::from_secs(5), |m| summaries(m) == ["web · 198.51.100.200 · active · running"]);
+    wait_for_menu(&shell, Duration::from_secs(5), |m| {
+        summaries(m) == ["web · 198.51.100.200 · active · running"]
+    });
 
     // Copy its address and its QEMU arguments: the same text as vmnetctl's.
     activate(&shell, "web", "copyAddress");

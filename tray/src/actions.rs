@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use tokio::sync::mpsc::UnboundedReceiver;
 use vmnet_dbus::Manager1Proxy;
 use zbus::proxy::MethodFlags;
-use zbus::Variant;
 use zbus::Connection;
+use zbus::Variant;
 
 use crate::desktop;
 use crate::menu::{Command, VmnetTray};

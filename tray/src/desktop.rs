@@ -7,8 +7,8 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use zbus::Variant;
 use zbus::Connection;
+use zbus::Variant;
 
 /// Shows a notification; failures are logged (a desktop without a notification server).
 pub async fn notify(session: &Connection, summary: &str, body: &str) {

@@ -68,7 +68,12 @@ async fn run() -> Result<(), String> {
     let state = State::new(system).await.map_err(|e| format!("D-Bus: {e}"))?;
     let mut changes = state.changes().await.map_err(|e| format!("cannot follow vmnetd: {e}"))?;
     let (commands, queue) = tokio::sync::mpsc::unbounded_channel();
-    let tray = VmnetTray { snapshot: state.read().await, message: String::new(), can_prompt: desktop::can_prompt(), commands };
+    let tray = VmnetTray {
+        snapshot: state.read().await,
+        message: String::new(),
+        can_prompt: desktop::can_prompt(),
+        commands,
+    };
     // Without a well-known name: the AppIndicator extension of GNOME 46 sometimes misses
     // items that own one.
     let handle = tray
@@ -87,7 +92,10 @@ async fn run() -> Result<(), String> {
             if let Change::Rehomed { sender, old_subnet, new_subnet } = change {
                 if state.is_vmnetd(sender).await {
                     let count = state.read().await.guests.len();
-                    let body = format!("From {old_subnet}: {count} guest{} got addresses in the new subnet.", if count == 1 { "" } else { "s" });
+                    let body = format!(
+                        "From {old_subnet}: {count} guest{} got addresses in the new subnet.",
+                        if count == 1 { "" } else { "s" }
+                    );
                     desktop::notify(&session, &format!("Guests moved to {new_subnet}"), &body).await;
                 }
             }

@@ -11,7 +11,10 @@ use crate::state::{Service, Snapshot};
 /// What a menu item asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Copy { what: &'static str, text: String },
+    Copy {
+        what: &'static str,
+        text: String,
+    },
     Remove(String),
     /// Ask for a name, then add a guest.
     Add,
