@@ -184,12 +184,14 @@ var createIndicator = (function () {
                         g_interface_name: MANAGER_IFACE,
                         g_flags: flags,
                     });
-                    this._manager.connect('g-properties-changed', () => this._sync());
-                    this._manager.connect('notify::g-name-owner', () => this._sync());
-                    this._manager.connect('g-signal', (proxy, sender, signal, params) => {
-                        if (signal === 'Rehomed')
-                            this._rehomed(...params.deepUnpack());
-                    });
+                    // connectObject: disconnected when the toggle is destroyed (on disable).
+                    this._manager.connectObject(
+                        'g-properties-changed', () => this._sync(),
+                        'notify::g-name-owner', () => this._sync(),
+                        'g-signal', (proxy, sender, signal, params) => {
+                            if (signal === 'Rehomed')
+                                this._rehomed(...params.deepUnpack());
+                        }, this);
                     this._manager.init_async(GLib.PRIORITY_DEFAULT, this._cancellable, (proxy, result) => {
                         try {
                             proxy.init_finish(result);
@@ -211,9 +213,9 @@ var createIndicator = (function () {
                                     console.error(`vmnet: cannot follow guests: ${e.message}`);
                                 return;
                             }
-                            for (const signal of ['object-added', 'object-removed',
-                                'interface-proxy-properties-changed', 'notify::name-owner'])
-                                this._objects.connect(signal, () => this._sync());
+                            const sync = () => this._sync();
+                            this._objects.connectObject('object-added', sync, 'object-removed', sync,
+                                'interface-proxy-properties-changed', sync, 'notify::name-owner', sync, this);
                             this._sync();
                         });
 
@@ -225,7 +227,7 @@ var createIndicator = (function () {
                             console.warn(`vmnet: cannot ask polkit about ${MANAGE_ACTION}: ${e.message}`);
                             return;
                         }
-                        this._permission.connect('notify', () => this._sync());
+                        this._permission.connectObject('notify', () => this._sync(), this);
                         this._sync();
                     });
                 }
@@ -359,7 +361,9 @@ var createIndicator = (function () {
                     Main.panel.closeQuickSettings?.();
                     this.menu.close();
                     const add = name => this._call('AddGuest', new GLib.Variant('(sa{sv})', [name, {}]));
-                    new AddGuestDialog(add).open();
+                    this._addDialog = new AddGuestDialog(add);
+                    this._addDialog.connect('closed', () => (this._addDialog = null));
+                    this._addDialog.open();
                 }
 
                 _showMessage(text) {

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// The uuid of vmnet's extension.
 pub const EXTENSION: &str = "vmnet@example.org";
 const HELPER: &str = "vmnet-test-helper@example.org";
+/// vmnet's quick-settings toggle, in Eval code.
+pub const TOGGLE: &str =
+    "vmnetTest.Main.extensionManager.lookup('vmnet@example.org').stateObj._indicator.toggle";
 
 /// Extension states of GNOME Shell's ExtensionManager.
 pub const ENABLED: f64 = 1.0;
@@ -61,13 +64,32 @@ fn helper_source(api: &str) -> String {
     }
 }
 
-/// Installs vmnet's extension and the helper below `data/gnome-shell/extensions`.
-fn install_extensions(data: &Path) -> io::Result<()> {
+/// Which copy of vmnet's extension the shell loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionFrom {
+    /// Assembled from this checkout into the user's extensions.
+    Checkout,
+    /// The package's, in /usr/share/gnome-shell/extensions.
+    Installed,
+}
+
+/// Installs the helper (and, from the checkout, vmnet's extension) below
+/// `data/gnome-shell/extensions`.
+fn install_extensions(data: &Path, from: ExtensionFrom) -> io::Result<()> {
     let extensions = data.join("gnome-shell/extensions");
     fs::create_dir_all(&extensions)?;
-    let build = crate::workspace_root().join("desktop/gnome-shell/build");
-    let built = run(Command::new(&build).arg(&extensions))?;
-    let api = if built.contains("(esm)") { "esm" } else { "legacy" };
+    // The entry point for GNOME 45 and later is an ES module; so must the helper's be.
+    let esm = match from {
+        ExtensionFrom::Checkout => {
+            let build = crate::workspace_root().join("desktop/gnome-shell/build");
+            run(Command::new(&build).arg(&extensions))?.contains("(esm)")
+        }
+        ExtensionFrom::Installed => {
+            let metadata = format!("/usr/share/gnome-shell/extensions/{EXTENSION}/metadata.json");
+            fs::read_to_string(metadata)?.contains("\"45\"")
+        }
+    };
+    let api = if esm { "esm" } else { "legacy" };
     let versions = if api == "esm" { r#"["45", "46", "47", "48"]"# } else { r#"["43", "44"]"# };
     let helper = extensions.join(HELPER);
     fs::create_dir_all(&helper)?;
@@ -88,9 +110,15 @@ exec gnome-shell --wayland --headless --virtual-monitor 1280x800 --no-x11
 "#;
 
 impl World {
-    /// Starts GNOME Shell as `uid` (the test user or [`crate::NOBODY`]) in the host netns and
-    /// waits until it answers; fails with the shell's log if it does not within 20 s.
+    /// Starts GNOME Shell as `uid` (the test user or [`crate::NOBODY`]) in the host netns with
+    /// the checkout's extension and waits until it answers; fails with the shell's log if it
+    /// does not within 20 s.
     pub fn start_gnome_shell(&self, uid: u32) -> io::Result<GnomeShell<'_>> {
+        self.start_gnome_shell_with(uid, ExtensionFrom::Checkout)
+    }
+
+    /// [`World::start_gnome_shell`], with the extension from `from`.
+    pub fn start_gnome_shell_with(&self, uid: u32, from: ExtensionFrom) -> io::Result<GnomeShell<'_>> {
         if Command::new("gnome-shell").arg("--version").output().is_err() {
             return Err(error("gnome-shell is not installed (tests/apt-packages lists it)"));
         }
@@ -100,7 +128,7 @@ impl World {
         {
             fs::create_dir_all(sub)?;
         }
-        install_extensions(&home.join(".local/share"))?;
+        install_extensions(&home.join(".local/share"), from)?;
         run(Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(&dir))?;
         fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700))?;
         let session_bus = format!("unix:path={}", runtime.join("bus").display());
@@ -208,6 +236,32 @@ impl GnomeShell<'_> {
             return Err(error(format!("Eval failed: {text}")));
         }
         serde_json::from_str(text).map_err(|e| error(format!("Eval result {text:?}: {e}")))
+    }
+
+    /// What vmnet's menu shows: `status` line, `message` line ("" when hidden), `empty` (the
+    /// "No virtual machines" line shows), `add` ("Add guest…" is sensitive), and `guests`, each
+    /// with its row's `summary`, its `reason` line and whether `remove` is sensitive.
+    pub fn vmnet_menu(&self) -> io::Result<Value> {
+        self.eval(&format!(
+            "(() => {{ const t = {TOGGLE}; return {{
+                status: t._status.label.text,
+                message: t._message.visible ? t._message.label.text : '',
+                empty: t._noGuests.visible,
+                add: t._addItem.reactive,
+                guests: [...t._guestItems.values()].map(i => ({{
+                    summary: i.label.text, reason: i.reasonItem.visible ? i.reasonItem.label.text : '',
+                    remove: i.remove.reactive }})),
+            }}; }})()"
+        ))
+    }
+
+    /// Opens the quick settings and vmnet's menu in them, as a click does.
+    pub fn open_vmnet_menu(&self) -> io::Result<()> {
+        self.eval(&format!(
+            "(() => {{ vmnetTest.Main.overview.hide(); vmnetTest.Main.panel.statusArea.quickSettings.menu.open();
+                {TOGGLE}.menu.open(); return true; }})()"
+        ))
+        .map(drop)
     }
 
     /// A PNG of the whole screen, written to `path` (through the shell's own Screenshot API).

@@ -15,20 +15,13 @@ use std::time::Duration;
 use clap::Parser;
 use futures::StreamExt;
 use ksni::TrayMethods;
+use vmnet_tray::cli::Args;
 
 use crate::menu::VmnetTray;
 use crate::state::{Change, State};
 
 /// How long a burst of signals (a re-home changes every guest) is gathered before one re-read.
 const BURST: Duration = Duration::from_millis(30);
-
-#[derive(Parser)]
-#[command(version, about = "vmnet's tray icon: virtual machines on the Wi-Fi LAN, live from vmnetd")]
-struct Args {
-    /// Exit at once unless the user is a member of group vmnet (XDG autostart uses this).
-    #[arg(long)]
-    autostart: bool,
-}
 
 /// Whether the user running this is a member of group `vmnet` (by /etc/group, as polkit reads it).
 fn in_vmnet_group() -> bool {
