@@ -287,15 +287,15 @@ impl GnomeShell<'_> {
         format!("gnome-shell log: {}", crate::cmd::tail(&log.unwrap_or_default(), 30))
     }
 
-    /// JS errors and warnings the shell logged that mention the extension.
+    /// What the shell logged of JavaScript errors and warnings (uncaught exceptions, GJS
+    /// criticals, console.error/warn), and any line that names the extension.
     pub fn extension_errors(&self) -> Vec<String> {
         let log = fs::read_to_string(self.world.dir().join(format!("gnome-shell-{}.log", self.uid)));
+        let marks =
+            ["JS ERROR", "JS WARNING", "Gjs-CRITICAL", "Gjs-WARNING", "Gjs-Console", EXTENSION, "vmnet:"];
         log.unwrap_or_default()
             .lines()
-            .filter(|l| {
-                (l.contains("JS ERROR") || l.contains("JS WARNING") || l.contains("Gjs-CRITICAL"))
-                    || (l.contains("vmnet") && l.contains("rror"))
-            })
+            .filter(|l| marks.iter().any(|mark| l.contains(mark)))
             .map(str::to_owned)
             .collect()
     }

@@ -184,7 +184,12 @@ fn extension_follows_vmnetd_live_and_removes_for_a_member_of_group_vmnet() {
     let added = client.list_guests().unwrap();
     assert_eq!(added.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["db", "web"]);
     assert_eq!(client.guest_property("db", "Owner").unwrap(), tester.to_string());
-    assert_eq!(shell.eval(&format!("{TOGGLE}._addDialog === null")).unwrap(), true, "the dialog closed");
+    let closed = || shell.eval(&format!("{TOGGLE}._addDialog === null")).unwrap() == true;
+    let start = Instant::now();
+    while !closed() && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(closed(), "the dialog closes after adding");
     client.remove_guest("db").unwrap();
 
     // "Remove" as a member of group vmnet: gone from vmnetd and from the menu.
