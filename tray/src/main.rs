@@ -28,7 +28,7 @@ fn in_vmnet_group() -> bool {
     let Ok(Some(group)) = nix::unistd::Group::from_name("vmnet") else { return false };
     let uid = nix::unistd::getuid();
     let Ok(Some(user)) = nix::unistd::User::from_uid(uid) else { return false };
-    user.gid == group.gid || group.mem.iter().any(|member| *member == user.name)
+    user.gid == group.gid || group.mem.contains(&user.name)
 }
 
 #[tokio::main(flavor = "current_thread")]
