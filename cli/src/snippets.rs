@@ -66,20 +66,12 @@ pub async fn print_libvirt_xml(bus: &Bus, name: &str, json: bool) -> Result<(), 
 mod tests {
     use super::*;
 
-    fn web(qmp: &str) -> GuestInfo {
-        GuestInfo {
-            name: "web".into(),
-            tap: "vmt-web".into(),
-            mac: "0a:76:6d:32:d1:81".into(),
-            qmp: qmp.into(),
-            ..GuestInfo::default()
-        }
-    }
-
     #[test]
     fn libvirt_xml_is_escaped() {
+        let web =
+            GuestInfo { tap: "vmt-web".into(), mac: "0a:76:6d:32:d1:81".into(), ..GuestInfo::default() };
         assert_eq!(
-            libvirt_xml(&web("")),
+            libvirt_xml(&web),
             "<interface type='ethernet'>\n  <mac address='0a:76:6d:32:d1:81'/>\n  \
              <target dev='vmt-web' managed='no'/>\n  <model type='virtio'/>\n</interface>\n"
         );
