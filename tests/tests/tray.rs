@@ -35,14 +35,10 @@ fn tray_lists_guests_live_and_removes_for_a_member_of_group_vmnet() {
     assert_eq!(tray.item_property(&item, "Title").unwrap(), "Virtual machines");
     assert_eq!(tray.item_property(&item, "Status").unwrap(), "Active");
     let layout = tray.layout(&item).unwrap();
-    assert_eq!(
-        labels(&layout),
-        [
-            "Online: 198.51.100.0/24, gateway 198.51.100.10",
-            "No virtual machines",
-            "Add guest… (needs zenity or kdialog)"
-        ]
-    );
+    let shown = labels(&layout);
+    assert_eq!(shown[..2], ["Online: 198.51.100.0/24, gateway 198.51.100.10", "No virtual machines"]);
+    // "Add guest… (needs zenity or kdialog)" on a machine without either.
+    assert!(shown.len() == 3 && shown[2].starts_with("Add guest…"), "{shown:?}");
 
     // Live: a guest added by someone else appears, then shows that it runs.
     let owner = Opt::U32(world.tester_uid());
