@@ -1,7 +1,10 @@
 # vmnet: build, install and package.
 #   make                                  build the release binaries
 #   make install DESTDIR=/tmp/root        install below DESTDIR (for distribution packages)
-#   make deb                              the Debian package, target/debian/vmnet_*.deb
+#   make deb                              the Debian packages, target/debian/vmnet{,-desktop}_*.deb
+#   make extension                        the GNOME Shell extension, target/gnome-shell-extension/
+# GNOME_SHELL_API=legacy (GNOME 43/44) or esm (45+) picks the extension's entry point; the default
+# (auto) follows the installed gnome-shell, esm without one.
 #   make test                             the whole test suite (tests/run.sh, as root)
 # D-Bus and polkit read their files only below /usr/share, so PREFIX stays /usr unless the
 # bus and polkit are configured otherwise.
@@ -19,13 +22,19 @@ LIBDIR := $(PREFIX)/lib
 DATADIR := $(PREFIX)/share
 DOCDIR := $(DATADIR)/doc/vmnet
 GENERATED := packaging/generated
+GNOME_SHELL_API ?= auto
+EXTENSION_UUID := vmnet@example.org
+EXTENSIONDIR := $(DATADIR)/gnome-shell/extensions
 
-.PHONY: all build install uninstall deb test generate
+.PHONY: all build install uninstall deb test generate extension
 
 all: build
 
 build:
-	$(CARGO) build --release --locked -p vmnetd -p vmnetctl -p vmnet-dispatcher
+	$(CARGO) build --release --locked -p vmnetd -p vmnetctl -p vmnet-dispatcher -p vmnet-tray
+
+extension:
+	desktop/gnome-shell/build target/gnome-shell-extension $(GNOME_SHELL_API)
 
 install: build
 	$(INSTALL) -Dm755 $(BIN)/vmnetd $(DESTDIR)$(SBINDIR)/vmnetd
@@ -48,6 +57,10 @@ install: build
 	$(INSTALL) -Dm644 $(GENERATED)/completions/vmnetctl.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/vmnetctl
 	$(INSTALL) -Dm644 $(GENERATED)/completions/_vmnetctl $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_vmnetctl
 	$(INSTALL) -Dm644 $(GENERATED)/completions/vmnetctl.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/vmnetctl.fish
+	$(INSTALL) -Dm755 $(BIN)/vmnet-tray $(DESTDIR)$(BINDIR)/vmnet-tray
+	$(INSTALL) -Dm644 packaging/desktop/vmnet-tray.desktop $(DESTDIR)$(SYSCONFDIR)/xdg/autostart/vmnet-tray.desktop
+	$(INSTALL) -Dm644 $(GENERATED)/man/vmnet-tray.1 $(DESTDIR)$(DATADIR)/man/man1/vmnet-tray.1
+	desktop/gnome-shell/build $(DESTDIR)$(EXTENSIONDIR) $(GNOME_SHELL_API)
 	$(INSTALL) -Dm644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	$(INSTALL) -Dm644 docs/dbus-api.md $(DESTDIR)$(DOCDIR)/dbus-api.md
 	@echo "Installed. Then, as root: systemd-sysusers; systemctl daemon-reload; systemctl enable --now vmnetd"
@@ -65,15 +78,18 @@ uninstall:
 		$(DESTDIR)$(DATADIR)/man/man1/vmnetctl.1 \
 		$(DESTDIR)$(DATADIR)/bash-completion/completions/vmnetctl \
 		$(DESTDIR)$(DATADIR)/zsh/vendor-completions/_vmnetctl \
-		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/vmnetctl.fish
-	rm -rf $(DESTDIR)$(DOCDIR)
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/vmnetctl.fish \
+		$(DESTDIR)$(BINDIR)/vmnet-tray $(DESTDIR)$(SYSCONFDIR)/xdg/autostart/vmnet-tray.desktop \
+		$(DESTDIR)$(DATADIR)/man/man1/vmnet-tray.1
+	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(EXTENSIONDIR)/$(EXTENSION_UUID)
 	@echo "Left in place: $(SYSCONFDIR)/vmnet, $(SYSCONFDIR)/iproute2/rt_protos.d/vmnet.conf and /var/lib/vmnet"
 
 # Needs dpkg-dev (dpkg-shlibdeps); installs cargo-deb first when it is missing.
-deb:
+deb: extension
 	@[ "$$($(CARGO) deb --version 2>/dev/null)" = "$(CARGO_DEB_VERSION)" ] || \
 		$(CARGO) install --locked cargo-deb --version $(CARGO_DEB_VERSION)
 	$(CARGO) deb -p vmnetd --locked
+	$(CARGO) deb -p vmnet-tray --locked
 
 test:
 	tests/run.sh

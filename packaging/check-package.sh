@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds the Debian package, checks it with lintian, installs it on this machine and runs the
-# tests of the installed files (tests/tests/installed.rs): a private bus with only the installed
-# policy, activation file and polkit files; `make install` against the package's contents; and
-# vmnetd.service under a real systemd in a container of this machine. As root (CI runs it).
+# Builds the Debian packages vmnet and vmnet-desktop, checks them with lintian, installs them on
+# this machine and runs the tests of the installed files (tests/tests/installed.rs): a private
+# bus with only the installed policy, activation file and polkit files; `make install` against
+# the packages' contents; vmnetd.service under a real systemd in a container of this machine;
+# the installed GNOME Shell extension in a real headless GNOME Shell. As root (CI runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q --no-install-recommends lintian dpkg-dev systemd-container make
-rm -f target/debian/vmnet_*.deb
+rm -f target/debian/vmnet_*.deb target/debian/vmnet-desktop_*.deb
 make deb
-deb=$(ls target/debian/vmnet_*.deb)
-lintian --fail-on error,warning "$deb"
-apt-get install -y -q --reinstall "$(realpath "$deb")"
+debs=(target/debian/vmnet_*.deb target/debian/vmnet-desktop_*.deb)
+lintian --fail-on error,warning "${debs[@]}"
+apt-get install -y -q --no-install-recommends --reinstall "$(realpath "${debs[0]}")" "$(realpath "${debs[1]}")"
 cargo test --locked -p vmnet-tests --test installed -- --ignored

@@ -75,9 +75,24 @@ impl Bus {
         let read = async {
             let (name, tap, mac, owner) =
                 futures::try_join!(proxy.name(), proxy.tap(), proxy.mac(), proxy.owner())?;
-            let (address, state, state_reason, qmp) =
-                futures::try_join!(proxy.address(), proxy.state(), proxy.state_reason(), proxy.qmp())?;
-            Ok::<_, zbus::Error>(GuestInfo { name, tap, mac, owner, address, state, state_reason, qmp })
+            let (address, state, state_reason, qmp, running) = futures::try_join!(
+                proxy.address(),
+                proxy.state(),
+                proxy.state_reason(),
+                proxy.qmp(),
+                proxy.running()
+            )?;
+            Ok::<_, zbus::Error>(GuestInfo {
+                name,
+                tap,
+                mac,
+                owner,
+                address,
+                state,
+                state_reason,
+                qmp,
+                running,
+            })
         };
         read.await.map_err(|e| {
             if exit::is_unknown_object(&e) {

@@ -17,6 +17,7 @@ const OBJECT_MANAGER: &str = "org.freedesktop.DBus.ObjectManager";
 pub enum Value {
     Text(String),
     Number(u64),
+    Flag(bool),
     List(Vec<String>),
     /// Any other type, in D-Bus text form.
     Other(String),
@@ -50,7 +51,7 @@ impl Value {
             Variant::Str(s) => Value::Text(s.to_string()),
             Variant::U32(n) => Value::Number(u64::from(*n)),
             Variant::U64(n) => Value::Number(*n),
-            Variant::Bool(b) => Value::Other(b.to_string()),
+            Variant::Bool(b) => Value::Flag(*b),
             Variant::Array(items) => Value::List(
                 items
                     .iter()
@@ -69,6 +70,7 @@ impl Value {
         let text = match self {
             Value::Text(s) | Value::Other(s) => s.clone(),
             Value::Number(n) => n.to_string(),
+            Value::Flag(b) => b.to_string(),
             Value::List(items) => items.join(","),
         };
         if text.is_empty() || text.contains(char::is_whitespace) {
@@ -82,6 +84,7 @@ impl Value {
         match self {
             Value::Text(s) | Value::Other(s) => json!(s),
             Value::Number(n) => json!(n),
+            Value::Flag(b) => json!(b),
             Value::List(items) => json!(items),
         }
     }

@@ -24,13 +24,14 @@ pub fn guest_json(guest: &GuestInfo) -> serde_json::Value {
         "state_reason": guest.state_reason,
         "owner": guest.owner,
         "qmp": guest.qmp,
+        "running": guest.running,
     })
 }
 
 /// The table of `list`: a REASON column appears when some guest is not active.
 pub fn guest_table(guests: &[GuestInfo], owner_name: impl Fn(u32) -> String) -> String {
     let with_reason = guests.iter().any(|g| !g.state_reason.is_empty());
-    let mut headers = vec!["NAME", "TAP", "MAC", "ADDRESS", "STATE", "OWNER"];
+    let mut headers = vec!["NAME", "TAP", "MAC", "ADDRESS", "STATE", "RUNNING", "OWNER"];
     if with_reason {
         headers.push("REASON");
     }
@@ -43,6 +44,7 @@ pub fn guest_table(guests: &[GuestInfo], owner_name: impl Fn(u32) -> String) -> 
                 g.mac.clone(),
                 or_dash(&g.address),
                 g.state.clone(),
+                if g.running { "yes" } else { "no" }.to_owned(),
                 owner_name(g.owner),
             ];
             if with_reason {
@@ -187,6 +189,7 @@ mod tests {
             state: state.into(),
             state_reason: reason.into(),
             qmp: String::new(),
+            running: name == "web",
         }
     }
 
@@ -197,25 +200,28 @@ mod tests {
         let text = guest_table(&active, alice);
         assert_eq!(
             text,
-            "NAME  TAP      MAC                ADDRESS         STATE   OWNER\n\
-             web   vmt-web  0a:76:6d:00:00:01  198.51.100.200  active  alice\n"
+            "NAME  TAP      MAC                ADDRESS         STATE   RUNNING  OWNER\n\
+             web   vmt-web  0a:76:6d:00:00:01  198.51.100.200  active  yes      alice\n"
         );
         let mixed = [active[0].clone(), guest("db", "", "conflict", "no free address")];
         let text = guest_table(&mixed, alice);
-        assert!(
-            text.starts_with("NAME  TAP      MAC                ADDRESS         STATE     OWNER  REASON\n")
-        );
-        assert!(text.contains(
-            "db    vmt-db   0a:76:6d:00:00:01  -               conflict  alice  no free address\n"
+        assert!(text.starts_with(
+            "NAME  TAP      MAC                ADDRESS         STATE     RUNNING  OWNER  REASON\n"
         ));
-        assert!(text.contains("active    alice  -\n"), "{text}");
+        assert!(text.contains(
+            "db    vmt-db   0a:76:6d:00:00:01  -               conflict  no       alice  no free address\n"
+        ));
+        assert!(text.contains("active    yes      alice  -\n"), "{text}");
     }
 
     #[test]
     fn json_keys_are_stable() {
         let value = guest_json(&guest("web", "", "offline", "the uplink is offline"));
         let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["address", "mac", "name", "owner", "qmp", "state", "state_reason", "tap"]);
+        assert_eq!(
+            keys,
+            ["address", "mac", "name", "owner", "qmp", "running", "state", "state_reason", "tap"]
+        );
         assert_eq!(value["owner"], 1000);
         assert_eq!(value["address"], "");
     }

@@ -23,6 +23,8 @@ pub struct GuestInfo {
     pub state_reason: String,
     /// `""` when no QMP socket was registered.
     pub qmp: String,
+    /// Something (QEMU) holds the tap: its carrier is on.
+    pub running: bool,
 }
 
 impl GuestInfo {
@@ -41,6 +43,9 @@ impl GuestInfo {
         let owner = properties.get("Owner").map(u32::try_from).transpose().map_err(|e| {
             Error::ZBus(zbus::Error::Failure(format!("Guest1 property Owner is not a uint32: {e}")))
         })?;
+        let running = properties.get("Running").map(bool::try_from).transpose().map_err(|e| {
+            Error::ZBus(zbus::Error::Failure(format!("Guest1 property Running is not a boolean: {e}")))
+        })?;
         Ok(GuestInfo {
             name: required("Name")?,
             tap: required("Tap")?,
@@ -50,6 +55,7 @@ impl GuestInfo {
             state: text("State")?.unwrap_or_default(),
             state_reason: text("StateReason")?.unwrap_or_default(),
             qmp: text("Qmp")?.unwrap_or_default(),
+            running: running.unwrap_or_default(),
         })
     }
 }
@@ -92,9 +98,11 @@ mod tests {
             ("State", OwnedVariant::from(zbus::Str::from("active"))),
             ("StateReason", OwnedVariant::from(zbus::Str::from(""))),
             ("Qmp", OwnedVariant::from(zbus::Str::from("/run/user/1000/web.qmp"))),
+            ("Running", OwnedVariant::from(true)),
         ]);
         let info = GuestInfo::from_properties(&map).unwrap();
         assert_eq!(info.name, "web");
+        assert!(info.running);
         assert_eq!(info.owner, 1000);
         assert_eq!(info.qmp, "/run/user/1000/web.qmp");
     }

@@ -8,11 +8,13 @@ mod error;
 mod guest_info;
 mod path;
 mod proxy;
+mod qemu;
 
 pub use error::Error;
 pub use guest_info::{managed_guests, GuestInfo};
 pub use path::{guest_name_from_path, guest_object_path};
 pub use proxy::{Guest1Proxy, Manager1Proxy, RehomedArgs, RehomedStream};
+pub use qemu::{qemu_args, shell_line, shell_word};
 
 /// Well-known bus name of vmnetd.
 pub const BUS_NAME: &str = "org.vmnet";

@@ -63,4 +63,7 @@ pub trait Guest1 {
     /// The QMP socket registered with `AddGuest` ("" when none).
     #[zbus(property)]
     fn qmp(&self) -> zbus::Result<String>;
+    /// Whether something (QEMU) holds the tap (its carrier is on).
+    #[zbus(property)]
+    fn running(&self) -> zbus::Result<bool>;
 }

@@ -61,11 +61,13 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
     let (netlink, netlink_task) = Netlink::connect().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
     let source = configured_source(&config, &netlink, &connection).await?;
     let uplink = source.clone().follow().await?;
+    let carriers = crate::carrier::follow().map_err(|e| format!("cannot follow tap carriers: {e}"))?;
+    tokio::spawn(crate::bus::running::publish(connection.clone(), view_reader.clone(), carriers.clone()));
     let (leases, leases_reader) = watch::channel(Leases::default());
     let (declines, decline_queue) = mpsc::channel(DECLINE_QUEUE);
     let dhcp_task = config.dhcp.enabled.then(|| tokio::spawn(dhcp::run(leases_reader, declines)));
     let notifier = WorldNotifier {
-        publisher: Publisher::new(connection.clone(), view_reader),
+        publisher: Publisher::new(connection.clone(), view_reader.clone(), carriers.clone()),
         announce: config.arp.announce,
     };
     let first = uplink.borrow().clone();

@@ -6,6 +6,7 @@
 pub mod address_book;
 pub mod arp;
 pub mod bus;
+pub mod carrier;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -102,6 +102,7 @@ impl Client {
                 "Owner" => proxy.owner().await?.to_string(),
                 "Address" => proxy.address().await?,
                 "State" => proxy.state().await?,
+                "Running" => proxy.running().await?.to_string(),
                 other => return Err(zbus::Error::Failure(format!("no property {other}"))),
             })
         })
@@ -111,6 +112,19 @@ impl Client {
     pub fn watch_rehomed(&self) -> zbus::Result<RehomedWatch<'_>> {
         let stream = self.runtime.block_on(self.manager.receive_rehomed())?;
         Ok(RehomedWatch { client: self, stream })
+    }
+
+    /// Subscribes to `Running` changes of a guest (PropertiesChanged); call before causing one.
+    pub fn watch_running(&self, guest: &str) -> zbus::Result<RunningWatch<'_>> {
+        let stream = self.runtime.block_on(async {
+            let properties = zbus::fdo::PropertiesProxy::builder(&self.connection)
+                .destination(vmnet_dbus::BUS_NAME)
+                .path(guest_object_path(guest))
+                .build()
+                .await?;
+            properties.receive_properties_changed().await
+        })?;
+        Ok(RunningWatch { client: self, stream })
     }
 
     /// Introspection XML of an object of the service.
@@ -138,6 +152,31 @@ impl RehomedWatch<'_> {
             let signal = tokio::time::timeout(timeout, self.stream.next()).await.ok()??;
             let args = signal.args().ok()?;
             Some((args.old_subnet().to_string(), args.new_subnet().to_string()))
+        })
+    }
+}
+
+pub struct RunningWatch<'c> {
+    client: &'c Client,
+    stream: zbus::fdo::PropertiesChangedStream,
+}
+
+impl RunningWatch<'_> {
+    /// The value of the next PropertiesChanged that carries `Running`, or None after `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Option<bool> {
+        self.client.runtime.block_on(async {
+            tokio::time::timeout(timeout, async {
+                while let Some(signal) = self.stream.next().await {
+                    let Ok(args) = signal.args() else { continue };
+                    if let Some(value) = args.changed_properties().get("Running") {
+                        return bool::try_from(value).ok();
+                    }
+                }
+                None
+            })
+            .await
+            .ok()
+            .flatten()
         })
     }
 }

@@ -58,6 +58,11 @@ impl TestUsers {
         Ok(users)
     }
 
+    /// The files [`TestUsers::write`] wrote into a World's directory.
+    pub fn of_world(dir: &Path, uid: u32) -> TestUsers {
+        TestUsers { uid, passwd: dir.join("passwd"), group: dir.join("group") }
+    }
+
     /// `unshare -m ... sh -c SCRIPT`, in a private mount namespace where the copies are
     /// bind-mounted over /etc/passwd and /etc/group. In SCRIPT, `$1` and `$2` are taken;
     /// `args` follow as `$3`, `$4`...

@@ -40,7 +40,7 @@ pub fn vmnetctl_binary() -> io::Result<PathBuf> {
     workspace_binary("vmnetctl", "VMNETCTL_BIN")
 }
 
-fn workspace_binary(name: &str, env_var: &str) -> io::Result<PathBuf> {
+pub(crate) fn workspace_binary(name: &str, env_var: &str) -> io::Result<PathBuf> {
     if let Some(path) = std::env::var_os(env_var) {
         return Ok(path.into());
     }

@@ -13,6 +13,8 @@
 //! - The README's first command, `packaging/install.sh` (given the package CI built, through
 //!   its `--deb` option), in such a container without NetworkManager and without Wi-Fi: it
 //!   follows the default route's interface and ends with `vmnetctl status` online.
+//! - The installed GNOME Shell extension runs in a real headless GNOME Shell, and opening its
+//!   menu D-Bus-activates the installed vmnetd.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -20,6 +22,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use vmnet_tests::shell::{ExtensionFrom, ENABLED};
 use vmnet_tests::{kernel_config, require_root, workspace_root, Container, World, NOBODY, UPLINK};
 
 const ACTIVATION_FILE: &str = "/usr/share/dbus-1/system-services/org.vmnet.service";
@@ -27,13 +30,15 @@ const DISPATCHER: &str = "/usr/lib/NetworkManager/dispatcher.d/90-vmnet";
 
 /// Panics unless the vmnet package is installed.
 fn require_package() {
-    let out =
-        Command::new("dpkg-query").args(["-W", "-f", "${Status}", "vmnet"]).output().expect("dpkg-query");
-    let status = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        status, "install ok installed",
-        "install the package first: make deb, apt install ./target/debian/vmnet_*.deb"
-    );
+    for package in ["vmnet", "vmnet-desktop"] {
+        let out =
+            Command::new("dpkg-query").args(["-W", "-f", "${Status}", package]).output().expect("dpkg-query");
+        let status = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            status, "install ok installed",
+            "install the packages first: make deb, apt install ./target/debian/vmnet{{,-desktop}}_*.deb"
+        );
+    }
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -144,7 +149,7 @@ fn make_install_installs_what_the_package_installs() {
     let _ = fs::remove_dir_all(&dest);
     assert!(out.status.success(), "make install: {}", text(&out).1);
 
-    let out = Command::new("dpkg").args(["-L", "vmnet"]).output().expect("dpkg -L");
+    let out = Command::new("dpkg").args(["-L", "vmnet", "vmnet-desktop"]).output().expect("dpkg -L");
     let (listed, _) = text(&out);
     // What only a Debian package has.
     let debian_only = ["copyright", "changelog.Debian", "lintian/overrides/vmnet"];
@@ -204,12 +209,17 @@ fn vmnetd_service_runs_as_user_vmnetd_in_its_sandbox_under_systemd() {
     assert!(!journal.contains("ERROR") && !journal.contains("WARN"), "{journal}");
 }
 
-/// The package `make deb` built (packaging/check-package.sh builds it before these tests).
+/// The vmnet package `make deb` built (packaging/check-package.sh builds it before these tests).
 fn built_package() -> std::path::PathBuf {
     let dir = workspace_root().join("target/debian");
     let debs: Vec<_> =
         fs::read_dir(&dir).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    let mut debs: Vec<_> = debs.into_iter().filter(|p| p.extension().is_some_and(|e| e == "deb")).collect();
+    // vmnet_*.deb; vmnet-desktop_*.deb is the desktop applets' package.
+    let vmnet = |p: &std::path::PathBuf| {
+        p.extension().is_some_and(|e| e == "deb")
+            && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmnet_"))
+    };
+    let mut debs: Vec<_> = debs.into_iter().filter(vmnet).collect();
     assert_eq!(debs.len(), 1, "expected one package in {} (make deb): {debs:?}", dir.display());
     debs.remove(0)
 }
@@ -231,7 +241,7 @@ fn install_sh_without_networkmanager_or_wifi_follows_the_default_route() {
     let nm = container.exec(&["busctl", "status", "org.freedesktop.NetworkManager"]).expect("busctl");
     assert!(!nm.status.success(), "NetworkManager runs in the container");
     // As a new user has it: the package not installed yet; the script and the package copied in.
-    sh("dpkg --purge vmnet");
+    sh("dpkg --purge vmnet-desktop vmnet");
     let src = container.root().join("opt/vmnet-src");
     fs::create_dir_all(src.join("packaging")).expect("mkdir");
     for file in ["packaging/install.sh", "packaging/vmnetd.toml"] {
@@ -253,4 +263,30 @@ fn install_sh_without_networkmanager_or_wifi_follows_the_default_route() {
     let config = sh("cat /etc/vmnet/vmnetd.toml");
     assert!(config.contains("source = \"kernel\"") && config.contains("interface = \"eth0\""), "{config}");
     assert_eq!(sh("systemctl is-active vmnetd.service"), "active\n");
+}
+
+#[test]
+#[ignore = "tests the installed package: .ci/run installs it and runs these"]
+fn installed_gnome_shell_extension_activates_vmnetd_when_its_menu_opens() {
+    require_root!();
+    require_package();
+    let world = World::try_new_installed("instshell").expect("world");
+    fs::copy(ACTIVATION_FILE, world.bus().service_dir().join("org.vmnet.service")).expect("activation file");
+    let config = kernel_config(&world, "[arp]\nprobe_ms = 0\n");
+    fs::write(world.dir().join("etc-vmnet/vmnetd.toml"), config).expect("config");
+    let shell =
+        world.start_gnome_shell_with(world.tester_uid(), ExtensionFrom::Installed).expect("gnome-shell");
+    let (state, error) = shell.wait_for_extensions().expect("extensions");
+    assert_eq!(state, ENABLED, "{error}; {}", shell.log_tail());
+    let status = |shell: &vmnet_tests::GnomeShell<'_>| shell.vmnet_menu().expect("menu")["status"].clone();
+    assert_eq!(status(&shell), "vmnetd is not running");
+    assert!(!world.bus().has_owner("org.vmnet"), "the shell's start must not start vmnetd");
+    shell.open_vmnet_menu().expect("open the menu");
+    let online = "Online: 198.51.100.0/24, gateway 198.51.100.10";
+    let started = std::time::Instant::now();
+    while status(&shell) != online && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status(&shell), online, "{}", shell.log_tail());
+    assert!(world.bus().has_owner("org.vmnet"));
 }

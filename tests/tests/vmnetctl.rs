@@ -82,7 +82,7 @@ fn vmnetctl_status_list_add_remove_and_snippets_for_people_and_scripts() {
     // (A warning follows when the checkout is under /tmp.)
     assert!(stderr(&out).starts_with(&format!("vmnetctl: QMP socket taken as {qmp}\n")), "{}", stderr(&out));
     let db = json!({"name": "db", "tap": "vmt-db", "mac": "52:54:00:12:34:56", "address": "198.51.100.77",
-                    "state": "active", "state_reason": "", "owner": NOBODY, "qmp": qmp});
+                    "state": "active", "state_reason": "", "owner": NOBODY, "qmp": qmp, "running": false});
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).expect("JSON"), db);
     assert_eq!(client.guest_property("db", "Owner").unwrap(), NOBODY.to_string());
     assert_eq!(world.tap_owner("vmt-db"), i64::from(NOBODY));
@@ -91,10 +91,16 @@ fn vmnetctl_status_list_add_remove_and_snippets_for_people_and_scripts() {
     let web_mac = client.guest_property("web", "Mac").unwrap();
     let table = ok(&world, &["list"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0], "NAME  TAP      MAC                ADDRESS         STATE   OWNER", "{table}");
+    assert_eq!(
+        lines[0], "NAME  TAP      MAC                ADDRESS         STATE   RUNNING  OWNER",
+        "{table}"
+    );
     let cells = |line: &str| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(cells(lines[1]), ["db", "vmt-db", "52:54:00:12:34:56", "198.51.100.77", "active", "nobody"]);
-    assert_eq!(cells(lines[2]), ["web", "vmt-web", &web_mac, "198.51.100.200", "active", "root"]);
+    assert_eq!(
+        cells(lines[1]),
+        ["db", "vmt-db", "52:54:00:12:34:56", "198.51.100.77", "active", "no", "nobody"]
+    );
+    assert_eq!(cells(lines[2]), ["web", "vmt-web", &web_mac, "198.51.100.200", "active", "no", "root"]);
     assert_eq!(lines.len(), 3);
     let listed = ok_json(&world, &["ls", "--json"]);
     assert_eq!(listed[0], db);

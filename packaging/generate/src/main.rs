@@ -28,6 +28,7 @@ fn files() -> io::Result<Vec<(&'static str, String)>> {
         ("man/vmnetd.8", man::render(vmnetd::cli::Args::command(), "8")?),
         ("man/vmnet-dispatcher.8", man::render(vmnet_dispatcher_cli::Args::command(), "8")?),
         ("man/vmnetctl.1", man::render(vmnetctl::command(), "1")?),
+        ("man/vmnet-tray.1", man::render(vmnet_tray::cli::Args::command(), "1")?),
         ("completions/vmnetctl.bash", completion(Shell::Bash)),
         ("completions/_vmnetctl", completion(Shell::Zsh)),
         ("completions/vmnetctl.fish", completion(Shell::Fish)),

@@ -3,16 +3,22 @@
 use tokio::sync::watch;
 use zbus::interface;
 
+use crate::carrier::Carriers;
 use crate::view::{GuestView, ManagerView};
 
 pub struct GuestObject {
     name: String,
     view: watch::Receiver<ManagerView>,
+    carriers: watch::Receiver<Carriers>,
 }
 
 impl GuestObject {
-    pub fn new(name: String, view: watch::Receiver<ManagerView>) -> Self {
-        Self { name, view }
+    pub fn new(
+        name: String,
+        view: watch::Receiver<ManagerView>,
+        carriers: watch::Receiver<Carriers>,
+    ) -> Self {
+        Self { name, view, carriers }
     }
 
     fn read<T: Default>(&self, field: impl FnOnce(&GuestView) -> T) -> T {
@@ -60,5 +66,12 @@ impl GuestObject {
     #[zbus(property(emits_changed_signal = "const"))]
     fn qmp(&self) -> String {
         self.read(|g| g.qmp.clone())
+    }
+
+    /// Whether something (QEMU) holds the tap: its carrier is on.
+    #[zbus(property)]
+    fn running(&self) -> bool {
+        let tap = self.read(|g| g.tap.clone());
+        self.carriers.borrow().get(&tap).copied().unwrap_or(false)
     }
 }

@@ -5,6 +5,7 @@ pub mod guest;
 pub mod manager;
 pub mod options;
 pub mod publish;
+pub mod running;
 
 use std::net::Ipv4Addr;
 

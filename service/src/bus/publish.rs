@@ -8,17 +8,23 @@ use zbus::Connection;
 
 use super::guest::GuestObject;
 use super::manager::Manager;
+use crate::carrier::Carriers;
 use crate::model::Subnet;
 use crate::view::{GuestView, ManagerView};
 
 pub struct Publisher {
     connection: Connection,
     view: watch::Receiver<ManagerView>,
+    carriers: watch::Receiver<Carriers>,
 }
 
 impl Publisher {
-    pub fn new(connection: Connection, view: watch::Receiver<ManagerView>) -> Self {
-        Self { connection, view }
+    pub fn new(
+        connection: Connection,
+        view: watch::Receiver<ManagerView>,
+        carriers: watch::Receiver<Carriers>,
+    ) -> Self {
+        Self { connection, view, carriers }
     }
 
     pub async fn publish(&self, old: &ManagerView, new: &ManagerView, rehomed: Option<(Subnet, Subnet)>) {
@@ -55,7 +61,8 @@ impl Publisher {
             (None, None) => return Ok(()),
             (Some(_), None) => return server.remove::<GuestObject, _>(path).await.map(drop),
             (None, Some(_)) => {
-                return server.at(path, GuestObject::new(name.to_owned(), self.view.clone())).await.map(drop)
+                let object = GuestObject::new(name.to_owned(), self.view.clone(), self.carriers.clone());
+                return server.at(path, object).await.map(drop);
             }
             (Some(before), Some(guest)) if before == guest => return Ok(()),
             (Some(before), Some(guest)) => (before, guest),
