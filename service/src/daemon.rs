@@ -84,7 +84,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
     reconciler.start().await;
     tracing::info!("vmnetd {} ready on {}", env!("CARGO_PKG_VERSION"), vmnet_dbus::BUS_NAME);
 
-    let inputs = Inputs { uplink, commands: command_queue, declines: decline_queue };
+    let inputs = Inputs { uplink, commands: command_queue, declines: decline_queue, taps: carriers };
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     tokio::select! {

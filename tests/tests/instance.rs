@@ -1,7 +1,9 @@
 //! One vmnetd at a time: a second one, started by mistake with another state directory (or the
-//! same), exits with a message naming the running one and changes nothing.
+//! same), exits with a message naming the running one and changes nothing. And what vmnetd
+//! owns stays as it wants it: a tap deleted from outside comes back.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use vmnet_tests::vmnetd::vmnetd_binary;
 use vmnet_tests::{kernel_config, require_root, World};
@@ -48,4 +50,34 @@ fn a_second_vmnetd_changes_nothing_and_names_the_running_one() {
     assert!(stderr.contains(&format!("is in use by vmnetd pid {pid}")), "{stderr}");
     assert_eq!(world.kernel_state(), before);
     assert_eq!(client.list_guests().expect("ListGuests").len(), 2, "the running one still serves");
+}
+
+#[test]
+fn a_tap_deleted_from_outside_is_recreated_and_served_again() {
+    require_root!();
+    let world = World::new("tapgone");
+    let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    let client = world.client();
+    client.add_guest("web", &[]).expect("AddGuest web");
+    let tap = client.guest_property("web", "Tap").unwrap();
+    let before = world.ifindex(&tap);
+    // Its owner (here root) deletes the tap.
+    world.ip(world.host_ns(), &["link", "del", &tap]).expect("delete the tap");
+    let started = Instant::now();
+    let mut back = false;
+    while !back && started.elapsed() < Duration::from_secs(1) {
+        back = world.ip(world.host_ns(), &["-o", "link", "show", &tap]).is_ok_and(|l| l.contains(",UP"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(back, "the tap is back within a second");
+    eprintln!("[{}] tap recreated {:.3} s after its deletion", world.id(), started.elapsed().as_secs_f64());
+    assert_ne!(world.ifindex(&tap), before, "a new tap");
+    assert!(
+        world.vmnet_routes().iter().any(|r| r.contains(&tap)),
+        "with its route: {:?}",
+        world.vmnet_routes()
+    );
+    let guest = world.dhcp_guest(&tap, &client.guest_property("web", "Mac").unwrap(), false);
+    let lease = guest.wait_for_lease(Duration::from_secs(15)).expect("DHCP served on the new tap");
+    assert_eq!(lease.cidr(), "198.51.100.200/24");
 }

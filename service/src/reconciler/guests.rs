@@ -8,6 +8,7 @@ use zbus::OwnedObjectPath;
 use super::{Notifier, Reconciler, SaveFailed};
 use crate::address_book::Prober;
 use crate::bus::NewGuest;
+use crate::carrier::Carriers;
 use crate::dhcp::Declined;
 use crate::executor::Kernel;
 use crate::model::Guest;
@@ -137,6 +138,26 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         }
         self.tell_guests([name.as_str()], false);
         self.publish_guest(&name, &guest.tap).await;
+    }
+
+    /// Sets up again the taps of guests that vanished (deleted from outside: their owner may),
+    /// so that they are served again at once rather than at the next full sync.
+    pub(super) async fn recreate_vanished_taps(&mut self, present: &Carriers) {
+        let vanished: Vec<Guest> = self
+            .guests
+            .values()
+            .filter(|g| self.tap_indexes.contains_key(&g.tap) && !present.contains_key(&g.tap))
+            .cloned()
+            .collect();
+        for guest in vanished {
+            tracing::warn!("the tap {} of guest {} vanished: setting it up again", guest.tap, guest.name);
+            let plan = planner::plan_guest(self.uplink.as_ref(), &guest, self.book.address(&guest.name));
+            let outcome = self.kernel.ensure_guest(&plan, None).await;
+            self.after_apply(&outcome);
+            self.tap_indexes.remove(&guest.tap);
+            self.tap_indexes.extend(outcome.tap_indexes);
+            self.publish_guest(&guest.name, &guest.tap).await;
+        }
     }
 
     /// With the first guest, the host starts forwarding (and the uplink proxying): the values

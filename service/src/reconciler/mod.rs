@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::address_book::{AddressBook, NetworkChange, Prober};
 use crate::bus::Command;
+use crate::carrier::Carriers;
 use crate::config::Config;
 use crate::dhcp::{Declined, LeaseParams, Leases, ServedTap, TapLease};
 use crate::executor::{Kernel, Outcome, SavedSysctls};
@@ -44,6 +45,8 @@ pub struct Inputs {
     pub uplink: watch::Receiver<Option<Uplink>>,
     pub commands: mpsc::Receiver<Command>,
     pub declines: mpsc::Receiver<Declined>,
+    /// The taps that exist (with their carrier), from rtnetlink link events.
+    pub taps: watch::Receiver<Carriers>,
 }
 
 /// What the reconciler publishes for readers (D-Bus objects, the DHCP server).
@@ -137,6 +140,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let mut full_sync = tokio::time::interval_at(Instant::now() + FULL_SYNC_PERIOD, FULL_SYNC_PERIOD);
         full_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut declines_open = true;
+        let mut taps_open = true;
         loop {
             let retry_at = self.retry.map(|(at, _)| at);
             tokio::select! {
@@ -160,6 +164,13 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                 declined = inputs.declines.recv(), if declines_open => match declined {
                     Some(declined) => self.declined(declined).await,
                     None => declines_open = false, // DHCP is off
+                },
+                changed = inputs.taps.changed(), if taps_open => match changed {
+                    Ok(()) => {
+                        let present = inputs.taps.borrow_and_update().clone();
+                        self.recreate_vanished_taps(&present).await;
+                    }
+                    Err(_) => taps_open = false,
                 },
                 () = sleep_until(retry_at) => {
                     tracing::info!("retrying after earlier errors");

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::*;
 use crate::address_book::tests::{uplink, FakeLan};
 use crate::bus::NewGuest;
+use crate::carrier::Carriers;
 use crate::executor::Outcome;
 use crate::model::Mac;
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
@@ -390,6 +391,7 @@ fn the_loop_coalesces_uplink_changes_and_serves_commands() {
     let (uplink_tx, uplink_rx) = watch::channel(Some(home()));
     let (commands_tx, commands_rx) = mpsc::channel(4);
     let (_declines_tx, declines_rx) = mpsc::channel(4);
+    let (_taps_tx, taps_rx) = watch::channel(Carriers::default());
     run(async {
         r.start().await;
         // Three readings before the loop runs: only the last one counts.
@@ -399,7 +401,8 @@ fn the_loop_coalesces_uplink_changes_and_serves_commands() {
         let (reply, answer) = oneshot::channel();
         commands_tx.send(Command::AddGuest(new_guest("web"), reply)).await.unwrap();
         drop(commands_tx);
-        r.run(Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx }).await;
+        r.run(Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx, taps: taps_rx })
+            .await;
         assert!(answer.await.unwrap().is_ok());
     });
     let calls = bench.calls.borrow();
@@ -453,6 +456,23 @@ fn what_the_kernel_refuses_is_published_as_problems_until_a_clean_sync() {
     refused.borrow_mut().clear();
     run(r.converge()).unwrap();
     assert!(bench.view.borrow().problems.is_empty(), "a clean sync clears them");
+}
+
+#[test]
+fn a_tap_deleted_from_outside_is_set_up_again() {
+    let lan = FakeLan::default();
+    let (mut r, bench) = reconciler("vanished", &lan, Some(home()), &[]);
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+        r.add_guest(new_guest("db")).await.unwrap();
+        let present: Carriers = std::sync::Arc::new([("vmt-db".to_owned(), false)].into());
+        r.recreate_vanished_taps(&present).await;
+    });
+    let again =
+        Call::EnsureGuest { tap: "vmt-web".into(), route: Some(ip("198.51.100.200")), previous: None };
+    assert_eq!(bench.calls.borrow().last(), Some(&again), "only the vanished tap");
+    assert!(bench.leases.borrow().taps.contains_key("vmt-web"), "served again");
 }
 
 #[test]
