@@ -169,4 +169,36 @@ mod tests {
         let keys: Vec<_> = d.host_sysctls.iter().map(|s| s.key.as_str()).collect();
         assert_eq!(keys, ["net/ipv4/ip_forward"]);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn guests() -> impl Strategy<Value = Vec<(Guest, Option<Ipv4Addr>)>> {
+            proptest::collection::btree_map("[a-z][a-z0-9]{0,7}", proptest::option::of(any::<u32>()), 0..12)
+                .prop_map(|map| {
+                    map.into_iter()
+                        .map(|(name, address)| (guest(&name), address.map(Ipv4Addr::from)))
+                        .collect()
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn the_plan_is_a_pure_function_of_its_inputs(online in any::<bool>(), guests in guests()) {
+                let up = uplink("198.51.100.10");
+                let up = online.then_some(&up);
+                let first = plan(up, guests.iter().map(|(g, a)| (g, *a)));
+                // Planned again from the same inputs: the same plan, so applying it changes nothing.
+                prop_assert_eq!(&first, &plan(up, guests.iter().map(|(g, a)| (g, *a))));
+                // The whole plan is each guest's plan plus the host's settings.
+                let taps: Vec<_> = guests.iter().map(|(g, a)| plan_guest(up, g, *a).tap).collect();
+                prop_assert_eq!(&first.taps, &taps);
+                let routes: Vec<_> = guests.iter().filter_map(|(g, a)| plan_guest(up, g, *a).route).collect();
+                prop_assert_eq!(&first.routes, &routes);
+                prop_assert_eq!(first.host_sysctls.is_empty(), guests.is_empty());
+                prop_assert!(online || first.routes.is_empty(), "no route offline");
+            }
+        }
+    }
 }

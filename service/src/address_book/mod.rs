@@ -9,6 +9,8 @@
 
 mod pool;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 pub mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};

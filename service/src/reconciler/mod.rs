@@ -140,7 +140,6 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let mut full_sync = tokio::time::interval_at(Instant::now() + FULL_SYNC_PERIOD, FULL_SYNC_PERIOD);
         full_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut declines_open = true;
-        let mut taps_open = true;
         loop {
             let retry_at = self.retry.map(|(at, _)| at);
             tokio::select! {
@@ -165,12 +164,12 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                     Some(declined) => self.declined(declined).await,
                     None => declines_open = false, // DHCP is off
                 },
-                changed = inputs.taps.changed(), if taps_open => match changed {
+                changed = inputs.taps.changed() => match changed {
                     Ok(()) => {
                         let present = inputs.taps.borrow_and_update().clone();
                         self.recreate_vanished_taps(&present).await;
                     }
-                    Err(_) => taps_open = false,
+                    Err(_) => return tracing::error!("the tap watcher stopped"),
                 },
                 () = sleep_until(retry_at) => {
                     tracing::info!("retrying after earlier errors");
