@@ -82,6 +82,7 @@ impl Client {
                 "Gateway" => self.manager.gateway().await?,
                 "Version" => self.manager.version().await?,
                 "Nameservers" => self.manager.nameservers().await?.join(","),
+                "Problems" => self.manager.problems().await?.join("\n"),
                 other => return Err(zbus::Error::Failure(format!("no property {other}"))),
             })
         })
