@@ -400,10 +400,13 @@ fn the_loop_coalesces_uplink_changes_and_serves_commands() {
         uplink_tx.send_replace(Some(office()));
         let (reply, answer) = oneshot::channel();
         commands_tx.send(Command::AddGuest(new_guest("web"), reply)).await.unwrap();
-        drop(commands_tx);
-        r.run(Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx, taps: taps_rx })
-            .await;
+        // Every input stays open: the loop runs until the time is up, which is plenty for both.
+        let inputs =
+            Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx, taps: taps_rx };
+        let stopped = tokio::time::timeout(std::time::Duration::from_millis(500), r.run(inputs)).await;
+        assert!(stopped.is_err(), "the loop ran until the time was up");
         assert!(answer.await.unwrap().is_ok());
+        drop((commands_tx, uplink_tx));
     });
     let calls = bench.calls.borrow();
     let syncs = calls.iter().filter(|c| matches!(c, Call::SyncAll { .. })).count();
