@@ -21,7 +21,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 pub use network::{Network, NetworkChange};
-pub use pool::{Occupancy, Pool};
+use pool::Occupancy;
+pub use pool::Pool;
 
 use crate::model::{Mac, Subnet, Uplink};
 

@@ -26,13 +26,6 @@ pub struct NetlinkError {
     pub source: rtnetlink::Error,
 }
 
-impl NetlinkError {
-    /// The kernel answered with `errno` (e.g. `libc::ENOBUFS`).
-    pub fn is_errno(&self, errno: i32) -> bool {
-        is_errno(&self.source, errno)
-    }
-}
-
 pub type Result<T> = std::result::Result<T, NetlinkError>;
 
 fn failed(operation: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
