@@ -4,49 +4,126 @@
 //! in a `watch` channel that `Guest1.Running` reads.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, MulticastGroup};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::names::TAP_PREFIX;
 
-/// Tap name → whether its carrier is on. Only vmnetd's taps (`vmt-*`) are kept.
-pub type Carriers = Arc<BTreeMap<String, bool>>;
+/// Every guest tap that exists, by name, with its carrier.
+pub type Carriers = BTreeMap<String, bool>;
 
-/// Links by index, so that a rename or a removal drops the old name.
+/// Changes queued for a slow reader before it must read everything again.
+const CHANGE_QUEUE: usize = 256;
+
+/// One tap appeared, vanished or had its carrier change (`None`: it does not exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapChange {
+    pub tap: String,
+    pub before: Option<bool>,
+    pub after: Option<bool>,
+}
+
+impl TapChange {
+    /// Whether `Guest1.Running` (carrier on) changed.
+    pub fn running_changed(&self) -> bool {
+        self.before.unwrap_or(false) != self.after.unwrap_or(false)
+    }
+}
+
+/// What a reader of the taps learns next.
+#[derive(Debug)]
+pub enum TapUpdate {
+    Changed(TapChange),
+    /// Changes were lost (the reader was too slow): compare with [`TapFeed::now`].
+    Lost,
+}
+
+/// The taps for one reader: the current map, and each change as it happens (so a reader does
+/// what a change needs, not a comparison of every tap).
+pub struct TapFeed {
+    pub now: watch::Receiver<Carriers>,
+    changes: broadcast::Receiver<TapChange>,
+}
+
+impl Clone for TapFeed {
+    fn clone(&self) -> Self {
+        Self { now: self.now.clone(), changes: self.changes.resubscribe() }
+    }
+}
+
+impl TapFeed {
+    /// The next change; `None` once the follower stopped.
+    pub async fn next(&mut self) -> Option<TapUpdate> {
+        match self.changes.recv().await {
+            Ok(change) => Some(TapUpdate::Changed(change)),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(TapUpdate::Lost),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// A feed with nothing behind it (tests): the taps in `now`, no changes.
+    #[cfg(test)]
+    pub fn fixed(now: Carriers) -> (Self, broadcast::Sender<TapChange>) {
+        let (sender, changes) = broadcast::channel(CHANGE_QUEUE);
+        (Self { now: watch::channel(now).1, changes }, sender)
+    }
+}
+
 #[derive(Default)]
 struct Links(BTreeMap<u32, (String, bool)>);
 
 impl Links {
-    /// Applies one link message (others are ignored).
-    fn apply(&mut self, message: &RouteNetlinkMessage) {
-        match message {
-            RouteNetlinkMessage::NewLink(link) => match tap_carrier(link) {
-                Some(entry) => {
-                    self.0.insert(link.header.index, entry);
-                }
-                None => {
-                    self.0.remove(&link.header.index);
-                }
-            },
-            RouteNetlinkMessage::DelLink(link) => {
-                self.0.remove(&link.header.index);
+    /// Applies one notification; returns what it changed.
+    fn apply(&mut self, message: &RouteNetlinkMessage) -> Vec<TapChange> {
+        let (index, now) = match message {
+            RouteNetlinkMessage::NewLink(link) => (link.header.index, tap_carrier(link)),
+            RouteNetlinkMessage::DelLink(link) => (link.header.index, None),
+            _ => return Vec::new(),
+        };
+        let before = match &now {
+            Some(entry) => self.0.insert(index, entry.clone()),
+            None => self.0.remove(&index),
+        };
+        match (before, now) {
+            (Some((old, was)), Some((new, is))) if old == new => {
+                change(new, Some(was), Some(is)).into_iter().collect()
             }
-            _ => {}
+            (before, now) => {
+                let gone = before.and_then(|(old, was)| change(old, Some(was), None));
+                let came = now.and_then(|(new, is)| change(new, None, Some(is)));
+                gone.into_iter().chain(came).collect()
+            }
         }
     }
 
-    fn carriers(&self) -> BTreeMap<String, bool> {
+    /// What differs from `older` (after links were lost).
+    fn changes_since(&self, older: &Links) -> Vec<TapChange> {
+        let (old, new) = (older.carriers(), self.carriers());
+        let vanished = old.iter().filter(|(tap, _)| !new.contains_key(*tap));
+        let gone = vanished.map(|(tap, was)| TapChange { tap: tap.clone(), before: Some(*was), after: None });
+        let differ = new.iter().filter(|(tap, is)| old.get(*tap) != Some(is));
+        let came = differ.map(|(tap, is)| TapChange {
+            tap: tap.clone(),
+            before: old.get(tap).copied(),
+            after: Some(*is),
+        });
+        gone.chain(came).collect()
+    }
+
+    fn carriers(&self) -> Carriers {
         self.0.values().cloned().collect()
     }
 }
 
-/// `(name, running)` of a vmnetd tap; `None` for any other link.
+fn change(tap: String, before: Option<bool>, after: Option<bool>) -> Option<TapChange> {
+    (before != after).then_some(TapChange { tap, before, after })
+}
+
 fn tap_carrier(link: &LinkMessage) -> Option<(String, bool)> {
     let name = link.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfName(name) => Some(name),
@@ -55,45 +132,52 @@ fn tap_carrier(link: &LinkMessage) -> Option<(String, bool)> {
     name.starts_with(TAP_PREFIX).then(|| (name.clone(), link.header.flags.contains(LinkFlags::LowerUp)))
 }
 
-/// Starts following carriers: the receiver holds the state after the first dump (empty until
-/// then). Notifications lost to a full socket buffer (ENOBUFS, an overrun) trigger a new dump.
-pub fn follow() -> std::io::Result<watch::Receiver<Carriers>> {
+pub fn follow() -> std::io::Result<TapFeed> {
     let (connection, handle, notifications) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
     tokio::spawn(connection);
-    let (sender, receiver) = watch::channel(Carriers::default());
-    tokio::spawn(run(handle, notifications, sender));
-    Ok(receiver)
+    let (sender, now) = watch::channel(Carriers::default());
+    let (changes, first) = broadcast::channel(CHANGE_QUEUE);
+    tokio::spawn(run(handle, notifications, sender, changes));
+    Ok(TapFeed { now, changes: first })
 }
 
 async fn run<A>(
     handle: Handle,
     mut notifications: impl Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, A)> + Unpin,
     sender: watch::Sender<Carriers>,
+    changes: broadcast::Sender<TapChange>,
 ) {
     let mut links = dump(&handle).await;
-    publish(&sender, &links);
+    sender.send_replace(links.carriers());
     while let Some((message, _)) = notifications.next().await {
-        match message.payload {
+        let changed = match message.payload {
             NetlinkPayload::InnerMessage(inner) => links.apply(&inner),
             NetlinkPayload::Overrun(_) => {
                 tracing::warn!("link notifications were lost (socket buffer full); reading all links again");
-                links = dump(&handle).await;
+                let older = std::mem::replace(&mut links, dump(&handle).await);
+                links.changes_since(&older)
             }
             _ => continue,
+        };
+        for change in changed {
+            // In place: readers hold no copy of the map, so this costs one entry.
+            sender.send_modify(|taps| match change.after {
+                Some(carrier) => drop(taps.insert(change.tap.clone(), carrier)),
+                None => drop(taps.remove(&change.tap)),
+            });
+            // No reader (yet) is not an error.
+            let _ = changes.send(change);
         }
-        publish(&sender, &links);
     }
     tracing::error!("rtnetlink link notifications ended; Guest1.Running is no longer updated");
 }
 
-/// Every link, read again. Notifications that arrive meanwhile are queued and applied after,
-/// which is right: they are newer than the dump or repeat it.
 async fn dump(handle: &Handle) -> Links {
     let mut links = Links::default();
     let mut stream = handle.link().get().execute();
     while let Some(result) = stream.next().await {
         match result {
-            Ok(link) => links.apply(&RouteNetlinkMessage::NewLink(link)),
+            Ok(link) => drop(links.apply(&RouteNetlinkMessage::NewLink(link))),
             Err(e) => {
                 tracing::warn!("reading links for carrier states: {e}");
                 break;
@@ -101,17 +185,6 @@ async fn dump(handle: &Handle) -> Links {
         }
     }
     links
-}
-
-fn publish(sender: &watch::Sender<Carriers>, links: &Links) {
-    let now = links.carriers();
-    sender.send_if_modified(|current| {
-        let changed = **current != now;
-        if changed {
-            *current = Arc::new(now);
-        }
-        changed
-    });
 }
 
 #[cfg(test)]
@@ -128,18 +201,46 @@ mod tests {
         link
     }
 
+    fn tap(tap: &str, before: Option<bool>, after: Option<bool>) -> TapChange {
+        TapChange { tap: tap.into(), before, after }
+    }
+
     #[test]
     fn taps_are_followed_by_index_through_changes_renames_and_removal() {
         let mut links = Links::default();
-        links.apply(&RouteNetlinkMessage::NewLink(link(7, "vmt-web", false)));
-        links.apply(&RouteNetlinkMessage::NewLink(link(2, "wlan0", true)));
+        let new = |links: &mut Links, index, name, up| {
+            links.apply(&RouteNetlinkMessage::NewLink(link(index, name, up)))
+        };
+        assert_eq!(new(&mut links, 7, "vmt-web", false), [tap("vmt-web", None, Some(false))]);
+        assert_eq!(new(&mut links, 2, "wlan0", true), [], "not a guest tap");
         assert_eq!(links.carriers(), BTreeMap::from([("vmt-web".to_owned(), false)]));
-        links.apply(&RouteNetlinkMessage::NewLink(link(7, "vmt-web", true)));
+        assert_eq!(new(&mut links, 7, "vmt-web", false), [], "nothing changed");
+        let started = new(&mut links, 7, "vmt-web", true);
+        assert_eq!(started, [tap("vmt-web", Some(false), Some(true))]);
+        assert!(started[0].running_changed());
         assert_eq!(links.carriers(), BTreeMap::from([("vmt-web".to_owned(), true)]));
-        links.apply(&RouteNetlinkMessage::NewLink(link(7, "renamed", true)));
+        assert_eq!(new(&mut links, 7, "renamed", true), [tap("vmt-web", Some(true), None)]);
         assert!(links.carriers().is_empty());
-        links.apply(&RouteNetlinkMessage::NewLink(link(8, "vmt-db", true)));
-        links.apply(&RouteNetlinkMessage::DelLink(link(8, "vmt-db", true)));
+        assert!(!new(&mut links, 8, "vmt-db", false)[0].running_changed(), "a new tap is not running");
+        let gone = links.apply(&RouteNetlinkMessage::DelLink(link(8, "vmt-db", false)));
+        assert_eq!(gone, [tap("vmt-db", Some(false), None)]);
         assert!(links.carriers().is_empty());
+    }
+
+    #[test]
+    fn after_lost_notifications_the_difference_is_reported() {
+        let mut older = Links::default();
+        older.apply(&RouteNetlinkMessage::NewLink(link(7, "vmt-web", true)));
+        older.apply(&RouteNetlinkMessage::NewLink(link(8, "vmt-db", false)));
+        let mut now = Links::default();
+        now.apply(&RouteNetlinkMessage::NewLink(link(8, "vmt-db", true)));
+        now.apply(&RouteNetlinkMessage::NewLink(link(9, "vmt-new", false)));
+        let changes = now.changes_since(&older);
+        let expected = [
+            tap("vmt-web", Some(true), None),
+            tap("vmt-db", Some(false), Some(true)),
+            tap("vmt-new", None, Some(false)),
+        ];
+        assert_eq!(changes, expected);
     }
 }

@@ -48,7 +48,8 @@ Files:
   /etc/vmnet/vmnetd.toml  the configuration: uplink source (networkmanager or kernel), the
                           NetworkManager connection types to follow, the guests' address pool,
                           DHCP and ARP probing settings
-  /var/lib/vmnet/state.json  the guests and the host sysctl values to restore
+  /var/lib/vmnet/state.json  the guests and the host sysctl values to restore (a snapshot)
+  /var/lib/vmnet/journal.jsonl  the changes since the snapshot, one line each
   /usr/share/dbus-1/system.d/org.vmnet.conf  who may own and call org.vmnet
   /usr/share/polkit-1/actions/org.vmnet.policy  the polkit actions
   /usr/share/polkit-1/rules.d/50-vmnet.rules  members of group vmnet manage guests without a password

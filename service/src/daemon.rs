@@ -67,7 +67,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
     let (declines, decline_queue) = mpsc::channel(DECLINE_QUEUE);
     let dhcp_task = config.dhcp.enabled.then(|| tokio::spawn(dhcp::run(leases_reader, declines)));
     let notifier = WorldNotifier {
-        publisher: Publisher::new(connection.clone(), view_reader.clone(), carriers.clone()),
+        publisher: Publisher::new(connection.clone(), view_reader.clone(), carriers.now.clone()),
         announce: config.arp.announce,
     };
     let first = uplink.borrow().clone();

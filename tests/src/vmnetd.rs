@@ -173,3 +173,37 @@ impl VmnetdHandle<'_> {
         self.start()
     }
 }
+
+/// The state vmnetd saved in `dir`, as vmnetd reads it back: the snapshot `state.json` with
+/// the lines of `journal.jsonl` that continue it applied (`guests` becomes an object by name).
+pub fn saved_state(dir: &Path) -> io::Result<serde_json::Value> {
+    use serde_json::{Map, Value};
+    let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(io::Error::other);
+    let mut state = parse(&fs::read_to_string(dir.join("state.json"))?)?;
+    let mut guests = Map::new();
+    let by_name = |list: &Value, guests: &mut Map<String, Value>| {
+        for guest in list.as_array().into_iter().flatten() {
+            guests.insert(guest["name"].as_str().unwrap_or_default().to_owned(), guest.clone());
+        }
+    };
+    by_name(&state["guests"], &mut guests);
+    let journal = fs::read_to_string(dir.join("journal.jsonl")).unwrap_or_default();
+    let mut lines = journal.lines();
+    if lines.next().map(parse).transpose()?.is_some_and(|header| header["generation"] == state["generation"])
+    {
+        for line in lines {
+            let entry = parse(line)?;
+            by_name(&entry["guests"], &mut guests);
+            for name in entry["removed"].as_array().into_iter().flatten() {
+                guests.remove(name.as_str().unwrap_or_default());
+            }
+            if let Value::Object(host) = &entry["host"] {
+                for (key, value) in host {
+                    state[key] = value.clone();
+                }
+            }
+        }
+    }
+    state["guests"] = Value::Object(guests);
+    Ok(state)
+}

@@ -1,31 +1,35 @@
 //! What vmnetd does when the machine lets it down: here, a state directory that cannot be
 //! written during a roam.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use vmnet_tests::vmnetd::saved_state;
 use vmnet_tests::{kernel_config, require_root, World};
 
-/// `chattr +i` on a directory (even root cannot create files in it), undone on Drop.
-struct Immutable(std::path::PathBuf);
+/// `chattr +i` on a directory and its files (even root cannot create files in it, or write to
+/// them), undone on Drop.
+struct Immutable(Vec<PathBuf>);
 
 impl Immutable {
-    fn set(dir: &std::path::Path) -> Immutable {
-        let status = Command::new("chattr").arg("+i").arg(dir).status().expect("chattr");
-        assert!(status.success(), "chattr +i {}", dir.display());
-        Immutable(dir.to_path_buf())
+    fn set(dir: &Path) -> Immutable {
+        let files = ["state.json", "journal.jsonl"].map(|file| dir.join(file));
+        let paths: Vec<PathBuf> = std::iter::once(dir.to_path_buf()).chain(files).collect();
+        let status = Command::new("chattr").arg("+i").args(&paths).status().expect("chattr");
+        assert!(status.success(), "chattr +i {paths:?}");
+        Immutable(paths)
     }
 }
 
 impl Drop for Immutable {
     fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        let _ = Command::new("chattr").arg("-i").args(&self.0).status();
     }
 }
 
-fn last_subnet(state_dir: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(state_dir.join("state.json")).expect("state.json");
-    let state: serde_json::Value = serde_json::from_str(&text).expect("state.json is JSON");
+fn last_subnet(state_dir: &Path) -> String {
+    let state = saved_state(state_dir).expect("the saved state");
     state["last_subnet"].as_str().unwrap_or_default().to_owned()
 }
 

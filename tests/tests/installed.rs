@@ -86,8 +86,8 @@ fn installed_files_work_together_on_a_private_bus() {
     // The installed rt_protos entry names vmnetd's routes.
     let routes = world.ip(world.host_ns(), &["-4", "route", "show", "proto", "vmnet"]).expect("ip route");
     assert!(routes.contains("198.51.100.200 dev vmt-web"), "{routes}");
-    let state = fs::read_to_string(world.dir().join("var-lib-vmnet/state.json")).expect("state file");
-    assert!(state.contains("\"web\""), "{state}");
+    let state = vmnet_tests::vmnetd::saved_state(&world.dir().join("var-lib-vmnet")).expect("state");
+    assert_eq!(state["guests"]["web"]["owner"], tester, "{state}");
     let listed = vmnetctl_ok(&world, Some(NOBODY), &["list"]);
     assert!(listed.lines().nth(1).is_some_and(|l| l.starts_with("web ")), "{listed}");
 
@@ -198,7 +198,7 @@ fn vmnetd_service_runs_as_user_vmnetd_in_its_sandbox_under_systemd() {
     assert_eq!(sh("cat /sys/class/net/vmt-web/owner"), sh("id -u vmtester"));
     assert!(sh("ip -4 route show proto vmnet").contains("198.51.100.200 dev vmt-web"));
     assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/wlan0/proxy_arp"), "1\n1\n");
-    assert_eq!(sh("stat -c %U /var/lib/vmnet/state.json"), "vmnetd\n");
+    assert_eq!(sh("stat -c %U /var/lib/vmnet/state.json /var/lib/vmnet/journal.jsonl"), "vmnetd\nvmnetd\n");
     as_tester("remove web --no-ask-password");
     assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward"), "0\n", "restored with the last guest");
 

@@ -8,6 +8,7 @@
 //! the next uplink change or resync. New addresses are probed through the [`Prober`] first.
 
 mod network;
+mod numbers;
 mod pool;
 #[cfg(test)]
 mod properties;
@@ -21,6 +22,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 pub use network::{Network, NetworkChange};
+use numbers::Numbers;
 use pool::Occupancy;
 pub use pool::Pool;
 
@@ -69,7 +71,7 @@ pub struct AddressBook<P> {
     /// The network before the uplink went offline, to tell whether it came back to it.
     last_network: Option<Network>,
     /// Guests with an address, by name: the host number in `network`'s subnet.
-    numbers: BTreeMap<String, u32>,
+    numbers: Numbers,
     /// Addresses of the current subnet found in use on the LAN, with who holds them.
     in_use: BTreeMap<Ipv4Addr, String>,
     /// Addresses of the current subnet that passed a probe (or were ours before a restart).
@@ -90,7 +92,7 @@ impl<P: Prober> AddressBook<P> {
             prober,
             network: None,
             last_network: None,
-            numbers: BTreeMap::new(),
+            numbers: Numbers::default(),
             in_use: BTreeMap::new(),
             probed: BTreeSet::new(),
             gateway_mac: None,
@@ -110,7 +112,7 @@ impl<P: Prober> AddressBook<P> {
         self.numbers = numbers.into_iter().collect();
         self.network = uplink.map(Network::of);
         if let Some(network) = self.network.as_ref().filter(|n| Some(n.subnet) == last_subnet) {
-            self.probed = self.numbers.values().filter_map(|&n| network.subnet.host(n)).collect();
+            self.probed = self.numbers.values().filter_map(|n| network.subnet.host(n)).collect();
         }
     }
 
@@ -130,7 +132,7 @@ impl<P: Prober> AddressBook<P> {
     }
 
     pub fn number(&self, guest: &str) -> Option<u32> {
-        self.numbers.get(guest).copied()
+        self.numbers.get(guest)
     }
 
     pub fn address(&self, guest: &str) -> Option<Ipv4Addr> {
@@ -175,7 +177,7 @@ impl<P: Prober> AddressBook<P> {
             Some(address) => self.take_requested(&network, address).await?,
             None => self.take_from_pool(&network).await.ok_or_else(|| self.pool_exhausted(&network))?,
         };
-        self.numbers.insert(guest.to_owned(), number);
+        self.numbers.insert(guest, number);
         Ok(network.subnet.host(number))
     }
 
@@ -188,7 +190,7 @@ impl<P: Prober> AddressBook<P> {
             return None;
         }
         let number = self.take_from_pool(&network).await?;
-        self.numbers.insert(guest.to_owned(), number);
+        self.numbers.insert(guest, number);
         network.subnet.host(number)
     }
 
@@ -240,22 +242,18 @@ impl<P: Prober> AddressBook<P> {
     }
 
     /// Host numbers taken by the host, the gateway, the LAN and the guests.
-    fn occupancy(&self, network: &Network) -> Occupancy {
-        let mut occupancy = Occupancy::new(network, self.in_use.keys().copied());
-        for &number in self.numbers.values() {
-            occupancy.take(number);
-        }
-        occupancy
+    fn occupancy(&self, network: &Network) -> Occupancy<'_> {
+        Occupancy::new(network, self.in_use.keys().copied()).with_given(self.numbers.given())
     }
 
     /// Gives every guest of `guests` (in that order of preference) an address in the current
     /// subnet: each keeps its host number when it is free, the others get free pool addresses;
-    /// new addresses are probed, and guests whose address answered move on. Returns whether any
-    /// guest's number changed.
-    pub async fn rehome<'a>(&mut self, guests: impl IntoIterator<Item = &'a str>) -> bool {
+    /// new addresses are probed, and guests whose address answered move on. Returns the guests
+    /// whose number changed.
+    pub async fn rehome<'a>(&mut self, guests: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
         let listed: Vec<&str> = guests.into_iter().collect();
         let names: Vec<&str> = listed.iter().copied().filter(|name| self.held_back(name).is_none()).collect();
-        let Some(network) = self.network.clone() else { return false };
+        let Some(network) = self.network.clone() else { return Vec::new() };
         let mut slots: Vec<Option<u32>> = names.iter().map(|name| self.number(name)).collect();
         let before = slots.clone();
         for round in 0..=PROBE_ROUNDS {
@@ -279,15 +277,19 @@ impl<P: Prober> AddressBook<P> {
             }
             self.probe(&network, &unprobed).await;
         }
-        for (name, slot) in names.iter().zip(&slots) {
+        let mut changed = Vec::new();
+        for ((name, slot), old) in names.iter().zip(&slots).zip(&before) {
             match slot {
-                Some(number) => self.numbers.insert((*name).to_owned(), *number),
-                None => self.numbers.remove(*name),
+                Some(number) => self.numbers.insert(name, *number),
+                None => self.numbers.remove(name),
             };
+            if slot != old {
+                changed.push(*name);
+            }
         }
         let listed: BTreeSet<&str> = listed.into_iter().collect();
-        self.numbers.retain(|name, _| listed.contains(name.as_str()));
-        slots != before
+        self.numbers.retain(|name| listed.contains(name));
+        changed
     }
 
     /// The guest's DHCP client found `address` in use. Returns whether that was the guest's
@@ -317,7 +319,7 @@ impl<P: Prober> AddressBook<P> {
     /// be kept.
     pub fn reinstate(&mut self, guest: &str, number: Option<u32>) {
         match number {
-            Some(number) => self.numbers.insert(guest.to_owned(), number),
+            Some(number) => self.numbers.insert(guest, number),
             None => self.numbers.remove(guest),
         };
     }

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
+use super::numbers::Given;
 use super::Network;
 use crate::model::Subnet;
 
@@ -39,12 +40,16 @@ impl Pool {
 }
 
 /// The addresses no guest may have in the uplink's subnet, and those already given.
-pub struct Occupancy {
+pub struct Occupancy<'a> {
     subnet: Subnet,
     taken: BTreeSet<u32>,
+    /// The guests' numbers, when they count (the address book keeps them).
+    given: Option<&'a Given>,
+    /// `(first, end)`: every number from `first` (a pool's) up to `end` is taken.
+    scanned: (u32, u32),
 }
 
-impl Occupancy {
+impl Occupancy<'static> {
     /// Reserves the host's own address, the gateway and the addresses found in use on the LAN
     /// (`in_use`) in `network`'s subnet.
     pub fn new(network: &Network, in_use: impl IntoIterator<Item = Ipv4Addr>) -> Self {
@@ -55,12 +60,21 @@ impl Occupancy {
             .chain(in_use)
             .filter_map(|addr| subnet.host_number(addr))
             .collect();
-        Self { subnet, taken }
+        Self { subnet, taken, given: None, scanned: (0, 0) }
     }
 
+    /// These guests' numbers are taken too.
+    pub fn with_given(self, given: &Given) -> Occupancy<'_> {
+        Occupancy { given: Some(given), ..self }
+    }
+}
+
+impl Occupancy<'_> {
     /// Whether `number` can be given to a guest now.
     pub fn is_free(&self, number: u32) -> bool {
-        self.subnet.is_assignable(number) && !self.taken.contains(&number)
+        self.subnet.is_assignable(number)
+            && !self.taken.contains(&number)
+            && !self.given.is_some_and(|given| given.contains_key(&number))
     }
 
     /// Marks `number` as given; false if it was not free.
@@ -68,11 +82,20 @@ impl Occupancy {
         self.is_free(number) && self.taken.insert(number)
     }
 
-    /// Takes the first free number of `pool`.
+    /// Takes the first free number of `pool`. Walks the guests' numbers alongside rather than
+    /// looking each up, and starts where the last call for this pool ended.
     pub fn take_from(&mut self, pool: &Pool) -> Option<u32> {
         let (first, last) = pool.range(self.subnet)?;
-        let number = (first..=last).find(|&n| self.is_free(n))?;
+        let start = if self.scanned.0 == first { self.scanned.1.max(first) } else { first };
+        let mut given =
+            self.given.into_iter().flat_map(|g| g.range(start..=last).map(|(n, _)| *n)).peekable();
+        let (subnet, taken) = (self.subnet, &self.taken);
+        let number = (start..=last).find(|&n| {
+            while given.next_if(|&g| g < n).is_some() {}
+            given.next_if_eq(&n).is_none() && subnet.is_assignable(n) && !taken.contains(&n)
+        })?;
         self.taken.insert(number);
+        self.scanned = (first, number.saturating_add(1));
         Some(number)
     }
 
@@ -159,6 +182,22 @@ mod tests {
         // 50 is the host's own address in the new subnet: that guest moves to the first free.
         assert_eq!(slots, vec![Some(200), Some(202), Some(201)]);
         assert!(!assign(&office, &Pool::default(), [], slots.iter_mut()), "stable");
+    }
+
+    #[test]
+    fn the_first_free_number_skips_the_guests_and_everything_taken_since() {
+        let up = uplink("198.51.100.10", 24, "198.51.100.1");
+        let given = Given::from([(200, 1), (201, 1), (203, 1), (249, 1)]);
+        let mut occ = Occupancy::new(&up, ["198.51.100.205".parse().unwrap()]).with_given(&given);
+        assert!(!occ.is_free(201) && occ.is_free(202) && !occ.is_free(205));
+        assert_eq!(occ.take_from(&Pool::default()), Some(202));
+        assert!(occ.take(204));
+        assert_eq!(occ.take_from(&Pool::default()), Some(206), "204 taken, 205 in use on the LAN");
+        // Another pool starts from its own first number.
+        assert_eq!(occ.take_from(&Pool { first: 2, last: 3 }), Some(2));
+        let mut rest = std::iter::from_fn(|| occ.take_from(&Pool::default()));
+        assert_eq!(rest.by_ref().count(), 42, "207 to 248");
+        assert_eq!(occ.take_from(&Pool::default()), None, "249 is a guest's");
     }
 
     #[test]

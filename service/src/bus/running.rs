@@ -6,31 +6,27 @@ use vmnet_dbus::guest_object_path;
 use zbus::Connection;
 
 use super::guest::GuestObject;
-use crate::carrier::Carriers;
+use crate::carrier::{TapFeed, TapUpdate};
 use crate::view::ManagerView;
 
 /// Runs until the carrier follower stops.
-pub async fn publish(
-    connection: Connection,
-    view: watch::Receiver<ManagerView>,
-    mut carriers: watch::Receiver<Carriers>,
-) {
-    let mut last = carriers.borrow_and_update().clone();
-    while carriers.changed().await.is_ok() {
-        let now = carriers.borrow_and_update().clone();
-        let changed: Vec<String> = view
-            .borrow()
-            .guests
-            .values()
-            .filter(|g| {
-                last.get(&g.tap).copied().unwrap_or(false) != now.get(&g.tap).copied().unwrap_or(false)
-            })
-            .map(|g| g.name.clone())
-            .collect();
+pub async fn publish(connection: Connection, view: watch::Receiver<ManagerView>, mut taps: TapFeed) {
+    while let Some(update) = taps.next().await {
+        let changed: Vec<String> = match update {
+            TapUpdate::Changed(change) if change.running_changed() => view
+                .borrow()
+                .guests
+                .values()
+                .filter(|g| g.tap == change.tap)
+                .map(|g| g.name.clone())
+                .collect(),
+            TapUpdate::Changed(_) => continue,
+            // Some changes were lost: every guest says what it is now.
+            TapUpdate::Lost => view.borrow().guests.keys().cloned().collect(),
+        };
         for name in changed {
             emit(&connection, &name).await;
         }
-        last = now;
     }
 }
 

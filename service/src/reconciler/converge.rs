@@ -34,12 +34,14 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
         let new_network = self.uplink.is_some() && std::mem::take(&mut self.new_network);
         if let Some(subnet) = self.uplink.as_ref().map(|up| up.subnet()) {
             let names: Vec<String> = self.guests.keys().cloned().collect();
-            self.unsaved |= self.book.rehome(names.iter().map(String::as_str)).await;
+            for name in self.book.rehome(names.iter().map(String::as_str)).await {
+                self.unsaved.guest(name);
+            }
             if self.last_subnet != Some(subnet) || new_network {
                 // Another network with the same subnet is a re-home too (old = new subnet).
                 rehomed = self.last_subnet.map(|old| (old, subnet));
                 self.last_subnet = Some(subnet);
-                self.unsaved = true;
+                self.unsaved.host = true;
             }
         }
         let homed = started.elapsed();
@@ -48,7 +50,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
             self.guests.values().map(|g| (g, self.book.address(&g.name))),
         );
         match self.kernel.record_originals(&desired.host_sysctls, &mut self.saved) {
-            Ok(grew) => self.unsaved |= grew,
+            Ok(grew) => self.unsaved.host |= grew,
             Err(e) => tracing::warn!("cannot record a sysctl before changing it: {e}"),
         }
         // The kernel follows the uplink even when the state cannot be written: a failed write
@@ -62,7 +64,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
             Scope::Full => self.kernel.sync_all(&desired, &mut self.saved).await,
             Scope::Routes => self.kernel.sync_routes(&desired, &mut self.saved, &self.tap_indexes).await,
         };
-        self.unsaved |= self.saved != saved_before;
+        self.unsaved.host |= self.saved != saved_before;
         let saved = self.save();
         if let Err(SaveFailed(reason)) = &saved {
             outcome.errors.push(reason.clone());

@@ -25,7 +25,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let address =
             self.book.admit(&name, requested).await.map_err(|e| Error::AddressUnavailable(e.to_string()))?;
         self.guests.insert(name.clone(), guest.clone());
-        self.unsaved = true;
+        self.unsaved.guest(&name);
         if let Err(SaveFailed(reason)) = self.enter_host_settings() {
             self.forget_guest(&name);
             return Err(Error::Failed(format!("could not add guest {name}: {reason}")));
@@ -88,7 +88,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
     fn forget_guest(&mut self, name: &str) {
         self.guests.remove(name);
         self.book.release(name);
-        self.unsaved = true;
+        self.unsaved.guest(name);
         let _ = self.save();
     }
 
@@ -99,7 +99,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let number = self.book.number(name);
         let address = self.book.address(name);
         self.book.release(name);
-        self.unsaved = true;
+        self.unsaved.guest(name);
         if let Err(SaveFailed(reason)) = self.save() {
             // Nothing changed: the guest stays, as the state file says.
             self.book.reinstate(name, number);
@@ -126,7 +126,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         }
         let Some(guest) = self.guests.get(&name).cloned() else { return };
         let new = self.book.place(&name).await;
-        self.unsaved = true;
+        self.unsaved.guest(&name);
         let _ = self.save();
         let plan = planner::plan_guest(self.uplink.as_ref(), &guest, new);
         let outcome = self.kernel.ensure_guest(&plan, Some(address)).await;
@@ -142,6 +142,17 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
 
     /// Sets up again the taps of guests that vanished (deleted from outside: their owner may),
     /// so that they are served again at once rather than at the next full sync.
+    /// Sets up a guest's tap again that was deleted from outside (one vmnetd set up: a tap it
+    /// removed itself is no longer in `tap_indexes`).
+    pub(super) async fn recreate_vanished_tap(&mut self, tap: &str) {
+        if !self.tap_indexes.contains_key(tap) {
+            return;
+        }
+        let Some(guest) = self.guests.values().find(|g| g.tap == tap).cloned() else { return };
+        self.recreate_taps([guest]).await;
+    }
+
+    /// [`Self::recreate_vanished_tap`] for every guest tap missing from `present`.
     pub(super) async fn recreate_vanished_taps(&mut self, present: &Carriers) {
         let vanished: Vec<Guest> = self
             .guests
@@ -149,6 +160,10 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             .filter(|g| self.tap_indexes.contains_key(&g.tap) && !present.contains_key(&g.tap))
             .cloned()
             .collect();
+        self.recreate_taps(vanished).await;
+    }
+
+    async fn recreate_taps(&mut self, vanished: impl IntoIterator<Item = Guest>) {
         for guest in vanished {
             tracing::warn!("the tap {} of guest {} vanished: setting it up again", guest.tap, guest.name);
             let plan = planner::plan_guest(self.uplink.as_ref(), &guest, self.book.address(&guest.name));
@@ -168,7 +183,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         }
         let wanted = planner::host_sysctls(self.uplink.as_ref(), true);
         match self.kernel.record_originals(&wanted, &mut self.saved) {
-            Ok(grew) => self.unsaved |= grew,
+            Ok(grew) => self.unsaved.host |= grew,
             Err(e) => tracing::warn!("cannot record a sysctl before changing it: {e}"),
         }
         self.save()?;
@@ -185,7 +200,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let saved_before = self.saved.clone();
         let outcome = self.kernel.sync_host(&[], &mut self.saved);
         self.after_apply(&outcome);
-        self.unsaved |= self.saved != saved_before;
+        self.unsaved.host |= self.saved != saved_before;
         self.save()
     }
 }

@@ -13,7 +13,7 @@ pub mod notify;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -22,12 +22,12 @@ use tokio::time::Instant;
 
 use crate::address_book::{AddressBook, NetworkChange, Prober};
 use crate::bus::Command;
-use crate::carrier::Carriers;
+use crate::carrier::{TapFeed, TapUpdate};
 use crate::config::Config;
 use crate::dhcp::{Declined, LeaseParams, Leases, ServedTap, TapLease};
 use crate::executor::{Kernel, Outcome, SavedSysctls};
 use crate::model::{Guest, Subnet, Uplink};
-use crate::state::{State, StateFile, StateRef, StoredGuestRef, FORMAT_VERSION};
+use crate::state::{ChangeRef, HostRef, State, StateFile, StateRef, StoredGuestRef};
 use crate::uplink::UplinkSource;
 use crate::view::{GuestView, ManagerView};
 use converge::Scope;
@@ -45,8 +45,8 @@ pub struct Inputs {
     pub uplink: watch::Receiver<Option<Uplink>>,
     pub commands: mpsc::Receiver<Command>,
     pub declines: mpsc::Receiver<Declined>,
-    /// The taps that exist (with their carrier), from rtnetlink link events.
-    pub taps: watch::Receiver<Carriers>,
+    /// The taps that exist (with their carrier) and their changes, from rtnetlink link events.
+    pub taps: TapFeed,
 }
 
 /// What the reconciler publishes for readers (D-Bus objects, the DHCP server).
@@ -68,8 +68,8 @@ pub struct Reconciler<S, K, P, N> {
     guests: BTreeMap<String, Guest>,
     saved: SavedSysctls,
     last_subnet: Option<Subnet>,
-    /// The guests, addresses or saved values changed since the state file was written.
-    unsaved: bool,
+    /// What changed since the state was written.
+    unsaved: Unsaved,
     outputs: Outputs<N>,
     /// The index of every guest's tap as last set up (DHCP serves a tap by it).
     tap_indexes: BTreeMap<String, u32>,
@@ -85,6 +85,24 @@ pub struct Reconciler<S, K, P, N> {
 /// Why a change could not be kept.
 #[derive(Debug)]
 struct SaveFailed(String);
+
+/// The guests (added, changed or removed) and whether the host part changed since the state
+/// was last written.
+#[derive(Debug, Default)]
+struct Unsaved {
+    guests: BTreeSet<String>,
+    host: bool,
+}
+
+impl Unsaved {
+    fn guest(&mut self, name: &str) {
+        self.guests.insert(name.to_owned());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.guests.is_empty() && !self.host
+    }
+}
 
 impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> {
     #[allow(clippy::too_many_arguments)]
@@ -117,7 +135,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             guests: state.guests.into_iter().map(|g| (g.guest.name.clone(), g.guest)).collect(),
             saved: state.saved_sysctls,
             last_subnet: state.last_subnet,
-            unsaved: false,
+            unsaved: Unsaved::default(),
             outputs,
             tap_indexes: BTreeMap::new(),
             retry: None,
@@ -164,12 +182,16 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                     Some(declined) => self.declined(declined).await,
                     None => declines_open = false, // DHCP is off
                 },
-                changed = inputs.taps.changed() => match changed {
-                    Ok(()) => {
-                        let present = inputs.taps.borrow_and_update().clone();
+                update = inputs.taps.next() => match update {
+                    Some(TapUpdate::Changed(change)) if change.after.is_none() => {
+                        self.recreate_vanished_tap(&change.tap).await;
+                    }
+                    Some(TapUpdate::Changed(_)) => {}
+                    Some(TapUpdate::Lost) => {
+                        let present = inputs.taps.now.borrow().clone();
                         self.recreate_vanished_taps(&present).await;
                     }
-                    Err(_) => return tracing::error!("the tap watcher stopped"),
+                    None => return tracing::error!("the tap watcher stopped"),
                 },
                 () = sleep_until(retry_at) => {
                     tracing::info!("retrying after earlier errors");
@@ -214,27 +236,30 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         self.uplink = uplink;
     }
 
-    /// Persists the guests, their addresses and the saved sysctls when they changed.
+    /// Persists what changed: the guests, their addresses, the saved sysctls.
     fn save(&mut self) -> Result<(), SaveFailed> {
-        if !self.unsaved {
+        if self.unsaved.is_empty() {
             return Ok(());
         }
-        let guests = self
-            .guests
-            .values()
-            .map(|guest| StoredGuestRef { guest, host_number: self.book.number(&guest.name) })
-            .collect();
-        let state = StateRef {
-            version: FORMAT_VERSION,
-            guests,
-            saved_sysctls: &self.saved,
-            last_subnet: self.last_subnet,
+        let (guests, book, unsaved) = (&self.guests, &self.book, &self.unsaved);
+        let stored = |guest| StoredGuestRef { guest, host_number: book.number(&guest.name) };
+        let host = HostRef { saved_sysctls: &self.saved, last_subnet: self.last_subnet };
+        let change = || ChangeRef {
+            guests: unsaved.guests.iter().filter_map(|name| guests.get(name)).map(stored).collect(),
+            removed: unsaved
+                .guests
+                .iter()
+                .filter(|name| !guests.contains_key(*name))
+                .map(String::as_str)
+                .collect(),
+            host: unsaved.host.then_some(host),
         };
-        self.state_file.save(&state).map_err(|e| {
+        let whole = || StateRef { guests: guests.values().map(stored).collect(), host };
+        self.state_file.save(change, whole).map_err(|e| {
             tracing::error!("cannot save state: {e}");
             SaveFailed(format!("cannot save state: {e}"))
         })?;
-        self.unsaved = false;
+        self.unsaved = Unsaved::default();
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::*;
 use crate::address_book::tests::{uplink, FakeLan};
 use crate::bus::NewGuest;
-use crate::carrier::Carriers;
+use crate::carrier::{Carriers, TapFeed};
 use crate::executor::Outcome;
 use crate::model::Mac;
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
@@ -391,7 +391,7 @@ fn the_loop_coalesces_uplink_changes_and_serves_commands() {
     let (uplink_tx, uplink_rx) = watch::channel(Some(home()));
     let (commands_tx, commands_rx) = mpsc::channel(4);
     let (_declines_tx, declines_rx) = mpsc::channel(4);
-    let (_taps_tx, taps_rx) = watch::channel(Carriers::default());
+    let (taps_rx, _taps_tx) = TapFeed::fixed(Carriers::default());
     run(async {
         r.start().await;
         // Three readings before the loop runs: only the last one counts.
@@ -469,13 +469,21 @@ fn a_tap_deleted_from_outside_is_set_up_again() {
         r.start().await;
         r.add_guest(new_guest("web")).await.unwrap();
         r.add_guest(new_guest("db")).await.unwrap();
-        let present: Carriers = std::sync::Arc::new([("vmt-db".to_owned(), false)].into());
+        let present: Carriers = [("vmt-db".to_owned(), false)].into();
         r.recreate_vanished_taps(&present).await;
     });
     let again =
         Call::EnsureGuest { tap: "vmt-web".into(), route: Some(ip("198.51.100.200")), previous: None };
     assert_eq!(bench.calls.borrow().last(), Some(&again), "only the vanished tap");
     assert!(bench.leases.borrow().taps.contains_key("vmt-web"), "served again");
+
+    // One change at a time, as the tap feed reports them: only a guest's tap is set up again.
+    let calls = bench.calls.borrow().len();
+    run(r.recreate_vanished_tap("vmt-other"));
+    assert_eq!(bench.calls.borrow().len(), calls, "not a guest's tap: nothing");
+    run(r.recreate_vanished_tap("vmt-db"));
+    let again = Call::EnsureGuest { tap: "vmt-db".into(), route: Some(ip("198.51.100.201")), previous: None };
+    assert_eq!(bench.calls.borrow().last(), Some(&again));
 }
 
 #[test]
