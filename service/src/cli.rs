@@ -17,8 +17,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/vmnet";
     about = "Routes virtual machines onto the Wi-Fi LAN and re-homes them on roams",
     long_about = "Routes virtual machines onto the laptop's Wi-Fi LAN and re-homes them when it roams.\n\n\
         A Wi-Fi link cannot be bridged, so vmnetd routes instead: a tap per guest, owned by the \
-        guest's user, proxy ARP on the tap and on the uplink, IPv4 forwarding and a /32 host route \
-        per guest. It answers DHCP on every tap with the guest's address, the host as router and the \
+        guest's user, proxy ARP on the tap, a proxy neighbour entry on the uplink for the guest's \
+        address only, IPv4 forwarding and a /32 host route per guest. It answers DHCP on every tap with the guest's address, the host as router and the \
         uplink's DNS servers. It follows the uplink (NetworkManager's active Wi-Fi connection by \
         default) and, when the subnet changes, gives every guest an address in the new subnet, moves \
         the routes and flaps the guests' links over QMP so that they ask for a new lease at once.\n\n\
@@ -26,10 +26,10 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/vmnet";
         org.vmnet.Manager1); it is started by systemd (vmnetd.service) or by D-Bus activation. \
         Changes are authorized by polkit (actions org.vmnet.manage-guests, \
         org.vmnet.manage-all-guests, org.vmnet.resync). Use vmnetctl(1) to manage guests.\n\n\
-        vmnetd owns the taps named vmt-* and the routes with protocol 118 (\"vmnet\"): it removes \
-        those it no longer wants. On a clean stop guests' taps and routes stay in place; the \
-        host sysctls it changed (ip_forward, the uplink's proxy_arp) are restored when the last \
-        guest is removed.",
+        vmnetd owns the taps named vmt-* and the routes and proxy neighbour entries with protocol \
+        118 (\"vmnet\"): it removes those it no longer wants. On a clean stop guests' taps and \
+        routes stay in place; the host sysctls it changed (ip_forward, the uplink's proxy_delay) \
+        are restored when the last guest is removed.",
     after_help = AFTER_HELP
 )]
 pub struct Args {

@@ -15,11 +15,14 @@ pub struct TapSpec {
     pub sysctls: Vec<Sysctl>,
 }
 
-/// `<address>/32 dev <tap> proto vmnet`.
+/// `<address>/32 dev <tap> proto vmnet`, and the uplink's proxy neighbour entry for
+/// `address` (`ip neigh add proxy <address> dev <uplink> protocol vmnet`): the uplink answers
+/// ARP for the guest's address, and only for guests' addresses.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HostRoute {
     pub address: Ipv4Addr,
     pub tap: String,
+    pub uplink: String,
 }
 
 /// A sysctl under /proc/sys, by its path relative to it, e.g. `net/ipv4/ip_forward`.
@@ -33,6 +36,20 @@ impl Sysctl {
     fn conf(interface: &str, name: &str, value: &'static str) -> Self {
         Sysctl { key: format!("net/ipv4/conf/{interface}/{name}"), value }
     }
+
+    fn conf6(interface: &str, name: &str, value: &'static str) -> Self {
+        Sysctl { key: format!("net/ipv6/conf/{interface}/{name}"), value }
+    }
+
+    fn neigh(interface: &str, name: &str, value: &'static str) -> Self {
+        Sysctl { key: format!("net/ipv4/neigh/{interface}/{name}"), value }
+    }
+
+    /// An IPv6 setting: absent when IPv6 is off (on the host or the link), which is as locked
+    /// down as it gets.
+    pub fn is_ipv6(&self) -> bool {
+        self.key.starts_with("net/ipv6/")
+    }
 }
 
 /// Everything vmnetd wants in the kernel. What it owns and is not listed here is removed.
@@ -40,7 +57,7 @@ impl Sysctl {
 pub struct Desired {
     pub taps: Vec<TapSpec>,
     pub routes: Vec<HostRoute>,
-    /// Settings of the host (ip_forward, the uplink's proxy_arp): their previous values are
+    /// Settings of the host (ip_forward, the uplink's proxy_delay): their previous values are
     /// recorded before the first write and restored once they are no longer wanted.
     pub host_sysctls: Vec<Sysctl>,
 }
@@ -68,34 +85,47 @@ pub fn plan<'a>(
     desired
 }
 
-/// One guest's tap (up, proxy_arp, rp_filter, no proxy delay) and, online with an address, its
-/// host route.
+/// One guest's tap and, online with an address, its host route (with the uplink's proxy
+/// entry). The tap: the host answers the guest's ARP for LAN hosts (proxy_arp, at once), checks
+/// its source addresses (rp_filter), takes no ICMP redirect from it, and has no IPv6 but a
+/// link-local address (no Router Advertisement or redirect accepted: a guest cannot become the
+/// host's IPv6 router).
 pub fn plan_guest(uplink: Option<&Uplink>, guest: &Guest, address: Option<Ipv4Addr>) -> GuestPlan {
-    let tap = TapSpec {
-        name: guest.tap.clone(),
+    let tap = &guest.tap;
+    let spec = TapSpec {
+        name: tap.clone(),
         owner: guest.owner,
         mtu: uplink.map(|u| u.mtu),
         sysctls: vec![
-            Sysctl::conf(&guest.tap, "proxy_arp", "1"),
-            Sysctl::conf(&guest.tap, "rp_filter", "1"),
+            Sysctl::conf(tap, "proxy_arp", "1"),
+            Sysctl::conf(tap, "rp_filter", "1"),
+            Sysctl::conf(tap, "accept_redirects", "0"),
             // The guest is the tap's only neighbour: answer its ARP for LAN hosts at once
             // instead of after a random delay of up to 0.8 s.
-            Sysctl { key: format!("net/ipv4/neigh/{}/proxy_delay", guest.tap), value: "0" },
+            Sysctl::neigh(tap, "proxy_delay", "0"),
+            Sysctl::conf6(tap, "accept_ra", "0"),
+            Sysctl::conf6(tap, "autoconf", "0"),
+            Sysctl::conf6(tap, "accept_redirects", "0"),
         ],
     };
-    let route =
-        address.filter(|_| uplink.is_some()).map(|address| HostRoute { address, tap: guest.tap.clone() });
-    GuestPlan { tap, route }
+    let route = address.zip(uplink).map(|(address, up)| HostRoute {
+        address,
+        tap: tap.clone(),
+        uplink: up.interface.clone(),
+    });
+    GuestPlan { tap: spec, route }
 }
 
-/// The host's settings while any guest exists: ip_forward, and online the uplink's proxy_arp.
+/// The host's settings while any guest exists: ip_forward, and online no delay before the
+/// uplink answers ARP for a guest (its proxy entries otherwise wait 0–0.8 s at random). The
+/// uplink's own proxy_arp is left as it is: proxy entries answer for guests only.
 pub fn host_sysctls(uplink: Option<&Uplink>, any_guest: bool) -> Vec<Sysctl> {
     if !any_guest {
         return Vec::new();
     }
     let mut sysctls = vec![Sysctl { key: "net/ipv4/ip_forward".into(), value: "1" }];
     if let Some(up) = uplink {
-        sysctls.push(Sysctl::conf(&up.interface, "proxy_arp", "1"));
+        sysctls.push(Sysctl::neigh(&up.interface, "proxy_delay", "0"));
     }
     sysctls
 }
@@ -144,13 +174,36 @@ mod tests {
         let d = plan(Some(&uplink("198.51.100.10")), [(&a, at("198.51.100.200")), (&b, None)]);
         assert_eq!(d.taps.len(), 2);
         assert_eq!((d.taps[0].name.as_str(), d.taps[0].owner, d.taps[0].mtu), ("vmt-a", 1000, Some(1400)));
-        assert_eq!(d.routes, [HostRoute { address: "198.51.100.200".parse().unwrap(), tap: "vmt-a".into() }]);
+        let route = HostRoute {
+            address: "198.51.100.200".parse().unwrap(),
+            tap: "vmt-a".into(),
+            uplink: "wlan0".into(),
+        };
+        assert_eq!(d.routes, [route]);
         let keys: Vec<_> = d.host_sysctls.iter().map(|s| s.key.as_str()).collect();
-        assert_eq!(keys, ["net/ipv4/ip_forward", "net/ipv4/conf/wlan0/proxy_arp"]);
-        assert!(d.taps[1].sysctls.contains(&Sysctl::conf("vmt-b", "proxy_arp", "1")));
-        assert!(d.taps[1].sysctls.contains(&Sysctl::conf("vmt-b", "rp_filter", "1")));
-        let delay = Sysctl { key: "net/ipv4/neigh/vmt-b/proxy_delay".into(), value: "0" };
-        assert!(d.taps[1].sysctls.contains(&delay));
+        assert_eq!(
+            keys,
+            ["net/ipv4/ip_forward", "net/ipv4/neigh/wlan0/proxy_delay"],
+            "not the uplink's proxy_arp"
+        );
+        let tap: Vec<_> = d.taps[1].sysctls.iter().map(|s| format!("{}={}", s.key, s.value)).collect();
+        assert_eq!(
+            tap,
+            [
+                "net/ipv4/conf/vmt-b/proxy_arp=1",
+                "net/ipv4/conf/vmt-b/rp_filter=1",
+                "net/ipv4/conf/vmt-b/accept_redirects=0",
+                "net/ipv4/neigh/vmt-b/proxy_delay=0",
+                "net/ipv6/conf/vmt-b/accept_ra=0",
+                "net/ipv6/conf/vmt-b/autoconf=0",
+                "net/ipv6/conf/vmt-b/accept_redirects=0",
+            ]
+        );
+        assert!(d.taps[1]
+            .sysctls
+            .iter()
+            .filter(|s| s.is_ipv6())
+            .all(|s| s.key.starts_with("net/ipv6/conf/vmt-b/")));
     }
 
     #[test]
@@ -161,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn offline_keeps_taps_and_withdraws_routes_and_uplink_proxy() {
+    fn offline_keeps_taps_and_withdraws_routes_and_proxy_entries() {
         let a = guest("a");
         let d = plan(None, [(&a, at("198.51.100.200"))]);
         assert_eq!(d.taps[0].mtu, None);

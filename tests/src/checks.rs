@@ -13,7 +13,12 @@ pub struct KernelState {
     /// Tap names (`ip tuntap show`), sorted.
     pub taps: Vec<String>,
     pub ip_forward: String,
+    /// The uplink's own proxy_arp: vmnetd leaves it alone.
     pub uplink_proxy_arp: String,
+    /// How long the uplink waits before answering ARP for a proxied address.
+    pub uplink_proxy_delay: String,
+    /// vmnetd's proxy neighbour entries ([`World::vmnet_proxies`]).
+    pub proxies: Vec<String>,
 }
 
 impl World {
@@ -22,6 +27,19 @@ impl World {
         let out = self.ip(self.host_ns(), &["-4", "route", "show", "proto", VMNET_PROTO]).expect("ip route");
         let mut lines: Vec<String> =
             out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        lines.sort();
+        lines
+    }
+
+    /// vmnetd's proxy neighbour entries (protocol 118), as `ADDRESS dev DEV`, sorted.
+    pub fn vmnet_proxies(&self) -> Vec<String> {
+        let out = self.ip(self.host_ns(), &["-4", "-N", "neigh", "show", "proxy"]).expect("ip neigh");
+        // "198.51.100.200 dev wlan0 proxy proto 118"
+        let mut lines: Vec<String> = out
+            .lines()
+            .filter(|l| l.split_whitespace().collect::<Vec<_>>().ends_with(&["proto", VMNET_PROTO]))
+            .filter_map(|l| l.split(" proxy").next().map(str::to_owned))
+            .collect();
         lines.sort();
         lines
     }
@@ -75,6 +93,10 @@ impl World {
             uplink_proxy_arp: self
                 .sysctl(self.host_ns(), &format!("net.ipv4.conf.{UPLINK}.proxy_arp"))
                 .expect("sysctl"),
+            uplink_proxy_delay: self
+                .sysctl(self.host_ns(), &format!("net.ipv4.neigh.{UPLINK}.proxy_delay"))
+                .expect("sysctl"),
+            proxies: self.vmnet_proxies(),
         }
     }
 }

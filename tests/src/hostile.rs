@@ -3,7 +3,7 @@
 //! namespace of the World (a thread that enters it and ends after sending).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType};
@@ -14,6 +14,7 @@ use crate::cmd::error;
 pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
 
 /// An Ethernet frame from `source` to `destination`.
 pub fn ethernet(destination: [u8; 6], source: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
@@ -38,9 +39,8 @@ pub fn ipv4(
     header[9] = protocol;
     header[12..16].copy_from_slice(&from.octets());
     header[16..20].copy_from_slice(&to.octets());
-    let sum = header.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    header[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+    let checksum = internet_checksum(&header);
+    header[10..12].copy_from_slice(&checksum.to_be_bytes());
     ethernet(destination, source, ETH_P_IP, &[&header[..], payload].concat())
 }
 
@@ -83,6 +83,43 @@ fn in_netns<T: Send + 'static>(
     })
     .join()
     .map_err(|_| error("the sending thread panicked"))?
+}
+
+/// An ICMPv6 Router Advertisement from `mac` (link-local `from`) to all nodes, announcing
+/// itself as default router and `prefix`/64 for SLAAC: what a hostile guest sends to become
+/// the host's IPv6 router.
+pub fn router_advertisement(mac: [u8; 6], from: Ipv6Addr, prefix: Ipv6Addr) -> Vec<u8> {
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED);
+    let mut icmp = vec![134, 0, 0, 0, 64, 0];
+    icmp.extend_from_slice(&1800u16.to_be_bytes()); // router lifetime
+    icmp.extend_from_slice(&[0; 8]); // reachable time, retrans timer
+    icmp.extend_from_slice(&[1, 1]); // source link-layer address
+    icmp.extend_from_slice(&mac);
+    icmp.extend_from_slice(&[3, 4, 64, 0xc0]); // prefix information: /64, on-link, autonomous
+    icmp.extend_from_slice(&86_400u32.to_be_bytes());
+    icmp.extend_from_slice(&14_400u32.to_be_bytes());
+    icmp.extend_from_slice(&[0; 4]);
+    icmp.extend_from_slice(&prefix.octets());
+    let length = u32::try_from(icmp.len()).unwrap_or(u32::MAX);
+    let pseudo = [&from.octets()[..], &all_nodes.octets(), &length.to_be_bytes(), &[0, 0, 0, 58]].concat();
+    let checksum = internet_checksum(&[&pseudo[..], &icmp].concat());
+    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    let mut header = vec![0x60, 0, 0, 0];
+    header.extend_from_slice(&(length as u16).to_be_bytes());
+    header.extend_from_slice(&[58, 255]);
+    header.extend_from_slice(&from.octets());
+    header.extend_from_slice(&all_nodes.octets());
+    ethernet([0x33, 0x33, 0, 0, 0, 1], mac, ETH_P_IPV6, &[&header[..], &icmp].concat())
+}
+
+/// The one's-complement sum of `bytes` as 16-bit words, complemented (RFC 1071).
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 =
+        bytes.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// Sends each of `frames` (complete Ethernet frames) out of `dev` in netns `ns`.

@@ -197,7 +197,9 @@ fn vmnetd_service_runs_as_user_vmnetd_in_its_sandbox_under_systemd() {
     assert_eq!(added["address"], "198.51.100.200", "{added}");
     assert_eq!(sh("cat /sys/class/net/vmt-web/owner"), sh("id -u vmtester"));
     assert!(sh("ip -4 route show proto vmnet").contains("198.51.100.200 dev vmt-web"));
-    assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/wlan0/proxy_arp"), "1\n1\n");
+    let sysctls = "/proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/neigh/wlan0/proxy_delay /proc/sys/net/ipv6/conf/vmt-web/accept_ra";
+    assert_eq!(sh(&format!("cat {sysctls}")), "1\n0\n0\n", "the unit may write IPv4 and IPv6 sysctls");
+    assert_eq!(sh("ip -4 -N neigh show proxy"), "198.51.100.200 dev wlan0 proxy proto 118 \n");
     assert_eq!(sh("stat -c %U /var/lib/vmnet/state.json /var/lib/vmnet/journal.jsonl"), "vmnetd\nvmnetd\n");
     as_tester("remove web --no-ask-password");
     assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward"), "0\n", "restored with the last guest");

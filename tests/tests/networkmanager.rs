@@ -51,7 +51,11 @@ fn roams_rehome_guests_once_each_and_they_stay_reachable() {
         let routes = world.vmnet_routes();
         assert_eq!(routes.len(), 2, "{routes:?}");
         assert!(routes.iter().all(|r| r.starts_with(to.net())), "{routes:?}");
-        assert_eq!(world.kernel_state().uplink_proxy_arp, "1");
+        let proxies = world.kernel_state().proxies;
+        assert_eq!(
+            proxies,
+            [format!("{}.200 dev {UPLINK}", to.net()), format!("{}.201 dev {UPLINK}", to.net())]
+        );
         let address = guest.configure_from(&client, "web");
         assert!(world.ping_from(to, &address), "guest reachable from the {to} LAN");
         assert_eq!(world.tcp_from(to, &address, 80).as_deref(), Some("hi"));
@@ -71,7 +75,7 @@ fn connection_down_is_offline_and_up_restores() {
     assert_eq!(client.guest_property("web", "State").unwrap(), "offline");
     let state = world.kernel_state();
     assert!(state.routes.is_empty(), "nothing routed: {:?}", state.routes);
-    assert_eq!(state.uplink_proxy_arp, "0");
+    assert!(state.proxies.is_empty(), "{:?}", state.proxies);
     assert_eq!(state.taps, ["vmt-web"]);
     world.nm_up().expect("nmcli connection up");
     assert!(world.wait_for_property(&client, "State", "online"));
@@ -168,8 +172,9 @@ fn plugging_a_cable_moves_guests_to_the_wired_lan_and_back() {
     assert_eq!(client.guest_property("web", "Address").unwrap(), "203.0.113.200");
     assert_eq!(world.vmnet_routes(), ["203.0.113.200 dev vmt-web scope link linkdown"]);
     let host = world.host_ns();
-    assert_eq!(world.sysctl(host, "net.ipv4.conf.eth0.proxy_arp").unwrap(), "1");
-    assert_eq!(world.sysctl(host, "net.ipv4.conf.wlan0.proxy_arp").unwrap(), "0", "restored");
+    assert_eq!(world.vmnet_proxies(), ["203.0.113.200 dev eth0"]);
+    assert_eq!(world.sysctl(host, "net.ipv4.neigh.eth0.proxy_delay").unwrap(), "0");
+    assert_eq!(world.sysctl(host, "net.ipv4.neigh.wlan0.proxy_delay").unwrap(), "80", "restored");
 
     // Unplug: back on Wi-Fi (well, the other veth) at home.
     world.ip(&office, &["link", "set", "cab0", "down"]).expect("unplug");
@@ -177,6 +182,7 @@ fn plugging_a_cable_moves_guests_to_the_wired_lan_and_back() {
     assert_eq!(signal, ("203.0.113.0/24".into(), "198.51.100.0/24".into()));
     assert_eq!(client.manager_property("Uplink").unwrap(), UPLINK);
     assert_eq!(client.guest_property("web", "Address").unwrap(), "198.51.100.200");
-    assert_eq!(world.sysctl(host, "net.ipv4.conf.wlan0.proxy_arp").unwrap(), "1");
-    assert_eq!(world.sysctl(host, "net.ipv4.conf.eth0.proxy_arp").unwrap(), "0", "restored");
+    assert_eq!(world.vmnet_proxies(), ["198.51.100.200 dev wlan0"]);
+    assert_eq!(world.sysctl(host, "net.ipv4.neigh.wlan0.proxy_delay").unwrap(), "0");
+    assert_eq!(world.sysctl(host, "net.ipv4.neigh.eth0.proxy_delay").unwrap(), "80", "restored");
 }

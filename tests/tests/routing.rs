@@ -11,6 +11,7 @@ fn add_guest_routes_a_reachable_guest_and_remove_restores_everything() {
     let world = World::new("route");
     let before = world.kernel_state();
     assert_eq!((before.ip_forward.as_str(), before.uplink_proxy_arp.as_str()), ("0", "0"));
+    assert_eq!(before.uplink_proxy_delay, "80", "the kernel's default, 0.8 s");
     let _vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
     let client = world.client();
     assert_eq!(client.manager_property("State").unwrap(), "online");
@@ -34,10 +35,18 @@ fn add_guest_routes_a_reachable_guest_and_remove_restores_everything() {
     let state = world.kernel_state();
     assert_eq!(state.taps, ["vmt-web"]);
     assert_eq!(state.routes, ["198.51.100.200 dev vmt-web scope link linkdown"]);
-    assert_eq!((state.ip_forward.as_str(), state.uplink_proxy_arp.as_str()), ("1", "1"));
+    // Forwarding on; the uplink answers ARP for the guest's address (a proxy entry, at once)
+    // and for nothing else: its own proxy_arp stays off.
+    assert_eq!((state.ip_forward.as_str(), state.uplink_proxy_arp.as_str()), ("1", "0"));
+    assert_eq!(state.proxies, [format!("198.51.100.200 dev {UPLINK}")]);
+    assert_eq!(state.uplink_proxy_delay, "0");
     let host = world.host_ns();
     assert_eq!(world.sysctl(host, "net.ipv4.conf.vmt-web.proxy_arp").unwrap(), "1");
     assert_eq!(world.sysctl(host, "net.ipv4.conf.vmt-web.rp_filter").unwrap(), "1");
+    assert_eq!(world.sysctl(host, "net.ipv4.conf.vmt-web.accept_redirects").unwrap(), "0");
+    for (key, value) in [("accept_ra", "0"), ("autoconf", "0"), ("accept_redirects", "0")] {
+        assert_eq!(world.sysctl(host, &format!("net.ipv6.conf.vmt-web.{key}")).unwrap(), value, "{key}");
+    }
     let link = world.ip(host, &["-o", "link", "show", "vmt-web"]).unwrap();
     assert!(link.contains(",UP") && link.contains("mtu 1500"), "{link}");
     let addresses = world.ip(host, &["-o", "addr", "show", "dev", "vmt-web"]).unwrap();
@@ -125,7 +134,7 @@ fn uplink_without_address_is_offline_until_it_returns() {
     assert_eq!(client.guest_property("web", "Address").unwrap(), "");
     let state = world.kernel_state();
     assert!(state.routes.is_empty(), "routes withdrawn: {:?}", state.routes);
-    assert_eq!(state.uplink_proxy_arp, "0", "the uplink's proxy_arp is withdrawn");
+    assert!(state.proxies.is_empty(), "proxy entries withdrawn: {:?}", state.proxies);
     assert_eq!(state.taps, ["vmt-web"], "taps are kept");
     // A requested address cannot be checked while offline; a plain guest can be added.
     let err = client.add_guest("db", &[("address", Opt::Str("198.51.100.77"))]).unwrap_err();
@@ -137,7 +146,8 @@ fn uplink_without_address_is_offline_until_it_returns() {
     assert_eq!(client.guest_property("web", "Address").unwrap(), "198.51.100.200");
     assert_eq!(client.guest_property("db", "Address").unwrap(), "198.51.100.201");
     assert_eq!(world.vmnet_routes().len(), 2);
-    assert_eq!(world.kernel_state().uplink_proxy_arp, "1");
+    let proxies = [format!("198.51.100.200 dev {UPLINK}"), format!("198.51.100.201 dev {UPLINK}")];
+    assert_eq!(world.kernel_state().proxies, proxies);
 }
 
 #[test]
@@ -153,11 +163,16 @@ fn sigkill_and_restart_restore_every_guest_without_deleting_taps() {
     let kernel = world.kernel_state();
 
     vmnetd.kill(vmnet_tests::Signal::SIGKILL).expect("SIGKILL");
-    // Leftovers it owns and must sweep at start: a stale route and a stale tap.
-    world.ip(world.host_ns(), &["route", "add", "198.51.100.99/32", "dev", UPLINK, "proto", "118"]).unwrap();
-    world.ip(world.host_ns(), &["tuntap", "add", "dev", "vmt-stale", "mode", "tap"]).unwrap();
-    // The guest's tap lost its route while vmnetd was down: it comes back.
-    world.ip(world.host_ns(), &["route", "del", "198.51.100.200/32"]).unwrap();
+    // Leftovers it owns and must sweep at start: a stale route, proxy entry and tap. The
+    // user's own proxy entry is not vmnetd's: it stays.
+    let host = world.host_ns();
+    world.ip(host, &["route", "add", "198.51.100.99/32", "dev", UPLINK, "proto", "118"]).unwrap();
+    world.ip(host, &["neigh", "add", "proxy", "198.51.100.99", "dev", UPLINK, "protocol", "118"]).unwrap();
+    world.ip(host, &["neigh", "add", "proxy", "198.51.100.98", "dev", UPLINK]).unwrap();
+    world.ip(host, &["tuntap", "add", "dev", "vmt-stale", "mode", "tap"]).unwrap();
+    // The guest's tap lost its route and proxy entry while vmnetd was down: they come back.
+    world.ip(host, &["route", "del", "198.51.100.200/32"]).unwrap();
+    world.ip(host, &["neigh", "del", "proxy", "198.51.100.200", "dev", UPLINK]).unwrap();
 
     vmnetd.restart().expect("restart");
     let client = world.client();
@@ -169,5 +184,8 @@ fn sigkill_and_restart_restore_every_guest_without_deleting_taps() {
     client.remove_guest("db").unwrap();
     let after = world.kernel_state();
     assert_eq!((after.ip_forward.as_str(), after.uplink_proxy_arp.as_str()), ("0", "0"));
-    assert!(after.taps.is_empty() && after.routes.is_empty(), "{after:?}");
+    assert_eq!(after.uplink_proxy_delay, "80", "restored");
+    assert!(after.taps.is_empty() && after.routes.is_empty() && after.proxies.is_empty(), "{after:?}");
+    let users = world.ip(host, &["-4", "neigh", "show", "proxy"]).unwrap();
+    assert_eq!(users.trim(), format!("198.51.100.98 dev {UPLINK} proxy"), "the user's entry stays");
 }

@@ -8,13 +8,13 @@
 
 mod guest;
 mod host;
+mod proxy;
 mod sync;
 pub mod sysctl;
 pub mod tun;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
-use std::net::Ipv4Addr;
 
 use futures::FutureExt;
 use tokio::task::JoinHandle;
@@ -33,6 +33,8 @@ pub struct Outcome {
     pub taps_removed: usize,
     pub routes_set: usize,
     pub routes_removed: usize,
+    pub proxies_set: usize,
+    pub proxies_removed: usize,
     pub sysctls_written: usize,
     /// Every operation that failed; the others were still carried out.
     pub errors: Vec<String>,
@@ -50,11 +52,13 @@ impl Outcome {
     /// What the step did, in a line (the tap indexes left out: one per guest).
     pub fn summary(&self) -> String {
         format!(
-            "taps +{} -{}, routes +{} -{}, sysctls {}, errors {}",
+            "taps +{} -{}, routes +{} -{}, proxy entries +{} -{}, sysctls {}, errors {}",
             self.taps_created,
             self.taps_removed,
             self.routes_set,
             self.routes_removed,
+            self.proxies_set,
+            self.proxies_removed,
             self.sysctls_written,
             self.errors.len()
         )
@@ -81,13 +85,16 @@ pub trait Kernel {
         taps: &BTreeMap<String, u32>,
     ) -> impl Future<Output = Outcome>;
 
-    /// One guest's tap, tap sysctls and route. `previous` is the address it had: its route
-    /// goes when the address changed.
-    fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>)
-        -> impl Future<Output = Outcome>;
+    /// One guest's tap, tap sysctls, route and proxy entry. `previous` is the route it had:
+    /// it goes (with its proxy entry) when the address changed.
+    fn ensure_guest(
+        &mut self,
+        plan: &GuestPlan,
+        previous: Option<&HostRoute>,
+    ) -> impl Future<Output = Outcome>;
 
-    /// Removes one guest's route and takes its tap down (no frames pass from then on); the
-    /// tap itself is deleted in the background.
+    /// Removes one guest's route and proxy entry and takes its tap down (no frames pass from
+    /// then on); the tap itself is deleted in the background.
     fn remove_guest(&mut self, tap: &str, route: Option<&HostRoute>) -> impl Future<Output = Outcome>;
 
     /// Writes the host sysctls `wanted` and restores the saved ones that are not.
@@ -182,7 +189,7 @@ impl Kernel for Executor {
         outcome
     }
 
-    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>) -> Outcome {
+    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<&HostRoute>) -> Outcome {
         let mut outcome = Outcome::default();
         self.finish_deleting(&plan.tap.name, &mut outcome).await;
         self.set_up_guest(plan, previous, &mut outcome).await;

@@ -42,9 +42,7 @@ impl Executor {
         self.verified_taps.retain(|key| current.contains(key));
         for spec in &desired.taps {
             let existing = by_name.remove(&spec.name);
-            if let Some(link) = self.ensure_tap(spec, existing, &mut outcome).await {
-                self.ensure_tap_sysctls(spec, &link, &mut outcome);
-            }
+            self.ensure_tap(spec, existing, &mut outcome).await;
         }
         host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
         let taps = started.elapsed();
@@ -65,7 +63,8 @@ impl Executor {
         outcome
     }
 
-    /// vmnetd's routes read back and converged to `desired`, with the taps' `indexes`.
+    /// vmnetd's routes and proxy entries read back and converged to `desired`, with the taps'
+    /// `indexes`.
     pub(super) async fn converge_routes(
         &self,
         desired: &Desired,
@@ -119,5 +118,6 @@ impl Executor {
                 Err(e) => outcome.error(e),
             }
         }
+        self.converge_proxies(desired, outcome).await;
     }
 }

@@ -8,6 +8,7 @@
 
 mod address;
 mod link;
+mod neighbour;
 mod route;
 
 use std::sync::mpsc as std_mpsc;
@@ -15,6 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use rtnetlink::Handle;
 
 pub use link::Link;
+pub use neighbour::Proxy;
 pub use route::{Route, VMNET_ROUTE_PROTOCOL};
 
 /// A failed netlink operation, naming what was attempted.

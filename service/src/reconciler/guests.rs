@@ -13,7 +13,7 @@ use crate::dhcp::Declined;
 use crate::executor::Kernel;
 use crate::model::Guest;
 use crate::names::{default_mac, tap_name};
-use crate::planner::{self, HostRoute};
+use crate::planner;
 use crate::uplink::UplinkSource;
 
 impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> {
@@ -106,7 +106,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             self.guests.insert(name.to_owned(), guest);
             return Err(Error::Failed(format!("could not remove guest {name}: {reason}")));
         }
-        let route = address.map(|address| HostRoute { address, tap: guest.tap.clone() });
+        let route = planner::plan_guest(self.uplink.as_ref(), &guest, address).route;
         let outcome = self.kernel.remove_guest(&guest.tap, route.as_ref()).await;
         self.after_apply(&outcome);
         self.tap_indexes.remove(&guest.tap);
@@ -129,7 +129,8 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         self.unsaved.guest(&name);
         let _ = self.save();
         let plan = planner::plan_guest(self.uplink.as_ref(), &guest, new);
-        let outcome = self.kernel.ensure_guest(&plan, Some(address)).await;
+        let declined = planner::plan_guest(self.uplink.as_ref(), &guest, Some(address)).route;
+        let outcome = self.kernel.ensure_guest(&plan, declined.as_ref()).await;
         self.after_apply(&outcome);
         self.tap_indexes.extend(outcome.tap_indexes);
         match new {

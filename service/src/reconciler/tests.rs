@@ -78,8 +78,9 @@ impl Kernel for FakeKernel {
         Outcome::default()
     }
 
-    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<Ipv4Addr>) -> Outcome {
+    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<&HostRoute>) -> Outcome {
         let route = plan.route.as_ref().map(|r| r.address);
+        let previous = previous.map(|r| r.address);
         self.calls.borrow_mut().push(Call::EnsureGuest { tap: plan.tap.name.clone(), route, previous });
         self.outcome_for([plan.tap.name.clone()])
     }
@@ -223,7 +224,7 @@ fn adding_and_removing_a_guest_touches_only_that_guest() {
         r.remove_guest("web").await.unwrap();
         r.remove_guest("db").await.unwrap();
     });
-    let forward = vec!["net/ipv4/ip_forward".to_owned(), "net/ipv4/conf/wlan0/proxy_arp".to_owned()];
+    let forward = vec!["net/ipv4/ip_forward".to_owned(), "net/ipv4/neigh/wlan0/proxy_delay".to_owned()];
     assert_eq!(
         *bench.calls.borrow(),
         [

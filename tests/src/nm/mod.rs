@@ -330,7 +330,6 @@ impl NmWorld {
         // Up before NM starts: when NM itself set it up, the first DHCPDISCOVER was sometimes
         // lost (the bridge port not yet forwarding?) and the lease came ~3 s later, on retry.
         nm.ip(host, &["link", "set", UPLINK, "up"])?;
-        nm.fast_proxy_arp(UPLINK)?;
         nm.write_nm_config()?;
         nm.write_dispatcher_service()?;
         let t2 = Instant::now();

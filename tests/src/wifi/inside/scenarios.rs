@@ -258,8 +258,10 @@ fn radio_on(w: &mut Laptop, r: &mut Reporter, guest: &mut Guest, ap: &Ap) -> Ste
     r.time_between("radio-off-to-offline", off, offline.unwrap_or(off));
     let routes = w.vmnet_routes();
     r.check("no-routes-while-off", routes.is_empty(), &format!("{routes:?}"));
+    let proxies = w.vmnet_proxies();
+    r.check("proxy-entries-withdrawn", proxies.is_empty(), &format!("{proxies:?}"));
     let proxy = w.sysctl(&format!("net.ipv4.conf.{WLAN}.proxy_arp"));
-    r.check("wlan0-proxy-arp-withdrawn", proxy == "0", &format!("proxy_arp={proxy}"));
+    r.check("wlan0-proxy-arp-untouched", proxy == "0", &format!("proxy_arp={proxy}"));
     let out = pings(NS, &ap.address(), 2);
     r.check("guest-cut-off", out == 0, &format!("{out} of 2 pings to the AP answered"));
     r.check(

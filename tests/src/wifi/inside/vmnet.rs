@@ -39,6 +39,16 @@ impl Laptop {
         text.unwrap_or_default().lines().map(str::trim).map(str::to_string).collect()
     }
 
+    /// The laptop's proxy neighbour entries that vmnetd made (protocol 118).
+    pub fn vmnet_proxies(&self) -> Vec<String> {
+        let text = run(Command::new("ip").args(["-4", "-N", "neigh", "show", "proxy"]));
+        text.unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("proto 118"))
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+
     pub fn sysctl(&self, name: &str) -> String {
         fs::read_to_string(format!("/proc/sys/{}", name.replace('.', "/"))).unwrap_or_default().trim().into()
     }
