@@ -59,7 +59,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
 
     // From here on this is the only vmnetd: it may touch the kernel.
     let (netlink, netlink_task) = Netlink::connect().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
-    let source = configured_source(&config, &netlink, &connection).await?;
+    let source = configured_source(&config, &connection).await?;
     let uplink = source.clone().follow().await?;
     let carriers = crate::carrier::follow().map_err(|e| format!("cannot follow tap carriers: {e}"))?;
     tokio::spawn(crate::bus::running::publish(connection.clone(), view_reader.clone(), carriers.clone()));
@@ -141,15 +141,15 @@ fn lock_state_dir(dir: &Path) -> Result<File, String> {
     Ok(file)
 }
 
-async fn configured_source(
-    config: &Config,
-    netlink: &Netlink,
-    connection: &zbus::Connection,
-) -> Result<Source, String> {
+async fn configured_source(config: &Config, connection: &zbus::Connection) -> Result<Source, String> {
     Ok(match config.uplink.source {
         SourceKind::Kernel => {
             let interface = config.uplink.interface.clone().ok_or("uplink.interface is required")?;
-            Source::Kernel(KernelUplink::new(netlink.clone(), &config.uplink, interface))
+            // A socket of its own: a netlink socket runs one dump at a time (EBUSY otherwise),
+            // and the executor's dumps must not make a reading of the uplink fail.
+            let netlink = Netlink::connect_reader()
+                .map_err(|e| format!("cannot open rtnetlink for the uplink: {e}"))?;
+            Source::Kernel(KernelUplink::new(netlink, &config.uplink, interface))
         }
         SourceKind::NetworkManager => Source::NetworkManager(
             NmUplink::new(connection.clone(), &config.uplink)

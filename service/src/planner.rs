@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::model::{Guest, Uplink};
+use crate::model::{Guest, Subnet, Uplink};
 
 /// A persistent tap for one guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,8 @@ pub struct Desired {
     /// Settings of the host (ip_forward, the uplink's proxy_delay): their previous values are
     /// recorded before the first write and restored once they are no longer wanted.
     pub host_sysctls: Vec<Sysctl>,
+    /// The uplink's subnet while there are guests (`None`: offline, or no guest).
+    pub subnet: Option<Subnet>,
 }
 
 /// What one guest wants: its tap and, with an address, the host route to it.
@@ -82,6 +84,7 @@ pub fn plan<'a>(
         desired.routes.extend(route);
     }
     desired.host_sysctls = host_sysctls(uplink, !desired.taps.is_empty());
+    desired.subnet = uplink.map(Uplink::subnet).filter(|_| !desired.taps.is_empty());
     desired
 }
 

@@ -427,25 +427,35 @@ fn rehome(
     (elapsed.as_secs_f64() * 1000.0, converged)
 }
 
-/// Panics unless vmnetd's routes are exactly `n` host routes inside `side`'s subnet.
+/// Panics unless vmnetd's routes inside `side`'s subnet are exactly `n` host routes when
+/// `Rehomed` has arrived, and the old subnet's are gone within 2 s (the full sync that follows
+/// the re-home sweeps them).
 fn check_routes(world: &World, n: usize, side: &Side) {
-    let routes = world.vmnet_routes();
     let mask = u32::MAX << (32 - PREFIX_LEN);
     let net = u32::from(side.host) & mask;
-    let outside: Vec<&String> = routes
-        .iter()
-        .filter(|r| {
+    let split = || -> (Vec<String>, Vec<String>) {
+        world.vmnet_routes().into_iter().partition(|r| {
             let dest = r.split_whitespace().next().and_then(|a| a.parse::<Ipv4Addr>().ok());
-            dest.is_none_or(|a| u32::from(a) & mask != net)
+            dest.is_some_and(|a| u32::from(a) & mask == net)
         })
-        .collect();
-    assert!(
-        routes.len() == n && outside.is_empty(),
-        "after the re-home to {}: {} routes of proto 118 (want {n}), outside it: {:?}",
-        side.subnet,
-        routes.len(),
-        outside.iter().take(5).collect::<Vec<_>>()
-    );
+    };
+    let (inside, _) = split();
+    assert_eq!(inside.len(), n, "after the re-home to {}: routes of proto 118 inside it", side.subnet);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (inside, outside) = split();
+        if outside.is_empty() {
+            return assert_eq!(inside.len(), n);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "2 s after the re-home to {}: {} routes left outside it: {:?}",
+            side.subnet,
+            outside.len(),
+            outside.iter().take(5).collect::<Vec<_>>()
+        );
+        sleep(Duration::from_millis(10));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,20 @@ impl World {
         lines
     }
 
+    /// `read` of the World once it equals `want`, or after 2 s: for what the full sync that
+    /// follows a re-home sweeps (the old subnet's routes and proxy entries) a moment after the
+    /// `Rehomed` signal.
+    pub fn settled<T: PartialEq>(&self, read: impl Fn(&World) -> T, want: &T) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let now = read(self);
+            if now == *want || std::time::Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// vmnetd's proxy neighbour entries (protocol 118), as `ADDRESS dev DEV`, sorted.
     pub fn vmnet_proxies(&self) -> Vec<String> {
         let out = self.ip(self.host_ns(), &["-4", "-N", "neigh", "show", "proxy"]).expect("ip neigh");

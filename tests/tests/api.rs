@@ -182,12 +182,12 @@ fn pool_exhaustion_and_conflict() {
     assert_eq!(client.guest_property("a", "Address").unwrap(), "");
     assert_eq!(client.guest_property("b", "Address").unwrap(), "203.0.113.201");
     assert_eq!(client.guest_property("c", "Address").unwrap(), "203.0.113.50");
-    assert_eq!(world.vmnet_routes().len(), 2);
+    assert_eq!(world.settled(|w| w.vmnet_routes().len(), &2), 2, "the old subnet's routes swept");
     // Retried on the next change: back home, "a" gets an address again.
     world.move_uplink("198.51.100.10/24", "198.51.100.1").unwrap();
     assert!(rehomed.next(Duration::from_secs(5)).is_some());
     assert_eq!(client.guest_property("a", "State").unwrap(), "active");
-    assert_eq!(world.vmnet_routes().len(), 3);
+    assert_eq!(world.settled(|w| w.vmnet_routes().len(), &3), 3);
 }
 
 /// Members, signatures and annotations of an interface, from introspection XML.

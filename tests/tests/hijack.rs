@@ -44,7 +44,8 @@ fn the_uplink_answers_arp_for_guests_only_and_at_once() {
     // Re-homed, removed: the entries follow the guests.
     world.move_uplink("203.0.113.10/24", "203.0.113.1").expect("move uplink");
     assert!(world.wait_for_property(&client, "Subnet", "203.0.113.0/24"));
-    assert_eq!(world.vmnet_proxies(), [format!("203.0.113.200 dev {UPLINK}")]);
+    let moved = vec![format!("203.0.113.200 dev {UPLINK}")];
+    assert_eq!(world.settled(World::vmnet_proxies, &moved), moved);
     client.remove_guest("web").expect("RemoveGuest");
     let after = world.kernel_state();
     assert!(after.proxies.is_empty(), "{after:?}");

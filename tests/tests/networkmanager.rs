@@ -170,9 +170,11 @@ fn plugging_a_cable_moves_guests_to_the_wired_lan_and_back() {
     assert_eq!(signal, ("198.51.100.0/24".into(), "203.0.113.0/24".into()));
     assert_eq!(client.manager_property("Uplink").unwrap(), "eth0");
     assert_eq!(client.guest_property("web", "Address").unwrap(), "203.0.113.200");
-    assert_eq!(world.vmnet_routes(), ["203.0.113.200 dev vmt-web scope link linkdown"]);
+    let routes = vec!["203.0.113.200 dev vmt-web scope link linkdown".to_owned()];
+    assert_eq!(world.settled(|w| w.vmnet_routes(), &routes), routes);
     let host = world.host_ns();
-    assert_eq!(world.vmnet_proxies(), ["203.0.113.200 dev eth0"]);
+    let proxies = vec!["203.0.113.200 dev eth0".to_owned()];
+    assert_eq!(world.settled(|w| w.vmnet_proxies(), &proxies), proxies);
     assert_eq!(world.sysctl(host, "net.ipv4.neigh.eth0.proxy_delay").unwrap(), "0");
     assert_eq!(world.sysctl(host, "net.ipv4.neigh.wlan0.proxy_delay").unwrap(), "80", "restored");
 
@@ -182,7 +184,8 @@ fn plugging_a_cable_moves_guests_to_the_wired_lan_and_back() {
     assert_eq!(signal, ("203.0.113.0/24".into(), "198.51.100.0/24".into()));
     assert_eq!(client.manager_property("Uplink").unwrap(), UPLINK);
     assert_eq!(client.guest_property("web", "Address").unwrap(), "198.51.100.200");
-    assert_eq!(world.vmnet_proxies(), ["198.51.100.200 dev wlan0"]);
+    let proxies = vec!["198.51.100.200 dev wlan0".to_owned()];
+    assert_eq!(world.settled(|w| w.vmnet_proxies(), &proxies), proxies);
     assert_eq!(world.sysctl(host, "net.ipv4.neigh.wlan0.proxy_delay").unwrap(), "0");
     assert_eq!(world.sysctl(host, "net.ipv4.neigh.eth0.proxy_delay").unwrap(), "80", "restored");
 }

@@ -15,10 +15,12 @@ pub mod tun;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::net::Ipv4Addr;
 
 use futures::FutureExt;
 use tokio::task::JoinHandle;
 
+use crate::model::Subnet;
 use crate::netlink::{self, Netlink};
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
 use sysctl::Sysctls;
@@ -62,6 +64,25 @@ impl Outcome {
             self.sysctls_written,
             self.errors.len()
         )
+    }
+}
+
+/// Which of vmnetd's routes and proxy entries that are no longer wanted a step removes.
+#[derive(Debug, Clone, Copy)]
+enum Sweep {
+    All,
+    /// Only those for addresses inside the uplink's subnet, where a stale one would answer
+    /// for, or route away, a LAN host's address; the others (the old subnet's, after a
+    /// re-home) wait for the full sync that follows.
+    Inside(Subnet),
+}
+
+impl Sweep {
+    fn covers(self, address: Ipv4Addr) -> bool {
+        match self {
+            Sweep::All => true,
+            Sweep::Inside(subnet) => subnet.contains(address),
+        }
     }
 }
 
@@ -185,7 +206,8 @@ impl Kernel for Executor {
     ) -> Outcome {
         let mut outcome = Outcome::default();
         host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
-        self.converge_routes(desired, taps, &mut outcome).await;
+        let sweep = desired.subnet.map_or(Sweep::All, Sweep::Inside);
+        self.converge_routes(desired, taps, sweep, &mut outcome).await;
         outcome
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::{stream, StreamExt};
 
-use super::{Executor, Outcome};
+use super::{Executor, Outcome, Sweep};
 use crate::netlink::Proxy;
 use crate::planner::{Desired, HostRoute};
 
@@ -46,8 +46,9 @@ impl Executor {
         }
     }
 
-    /// vmnetd's proxy entries read back (on every link) and converged to `desired.routes`.
-    pub(super) async fn converge_proxies(&self, desired: &Desired, outcome: &mut Outcome) {
+    /// vmnetd's proxy entries read back (on every link) and converged to `desired.routes`;
+    /// those no longer wanted are removed as `sweep` says.
+    pub(super) async fn converge_proxies(&self, desired: &Desired, sweep: Sweep, outcome: &mut Outcome) {
         let present: HashSet<Proxy> = match self.netlink.vmnet_proxies().await {
             Ok(proxies) => proxies.into_iter().collect(),
             Err(e) => return outcome.error(e),
@@ -72,7 +73,8 @@ impl Executor {
             .buffer_unordered(PROXIES_IN_FLIGHT)
             .collect()
             .await;
-        let removed: Vec<_> = stream::iter(present.difference(&wanted).copied())
+        let stale = present.difference(&wanted).filter(|p| sweep.covers(p.address)).copied();
+        let removed: Vec<_> = stream::iter(stale)
             .map(|proxy| netlink.delete_proxy(proxy))
             .buffer_unordered(PROXIES_IN_FLIGHT)
             .collect()

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use futures::{stream, StreamExt};
 
-use super::{host, Executor, Outcome, SavedSysctls};
+use super::{host, Executor, Outcome, SavedSysctls, Sweep};
 use crate::names::TAP_PREFIX;
 use crate::netlink::{Link, Route};
 use crate::planner::Desired;
@@ -47,7 +47,7 @@ impl Executor {
         host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
         let taps = started.elapsed();
         let indexes = std::mem::take(&mut outcome.tap_indexes);
-        self.converge_routes(desired, &indexes, &mut outcome).await;
+        self.converge_routes(desired, &indexes, Sweep::All, &mut outcome).await;
         outcome.tap_indexes = indexes;
         let routes = started.elapsed();
         // What is left in `by_name` is not wanted.
@@ -64,13 +64,15 @@ impl Executor {
     }
 
     /// vmnetd's routes and proxy entries read back and converged to `desired`, with the taps'
-    /// `indexes`.
+    /// `indexes`; those no longer wanted are removed as `sweep` says.
     pub(super) async fn converge_routes(
         &self,
         desired: &Desired,
         indexes: &BTreeMap<String, u32>,
+        sweep: Sweep,
         outcome: &mut Outcome,
     ) {
+        let started = std::time::Instant::now();
         let ours = match self.netlink.vmnet_routes().await {
             Ok(routes) => routes,
             Err(e) => return outcome.error(e),
@@ -92,7 +94,7 @@ impl Executor {
                 let keep =
                     r.prefix_len == 32 && r.oif.is_some_and(|oif| wanted.contains(&(r.destination, oif)));
                 let replaced = r.prefix_len == 32 && wanted_addresses.contains(&r.destination);
-                !keep && !replaced
+                !keep && !replaced && sweep.covers(r.destination)
             })
             .collect();
         let netlink = &self.netlink;
@@ -118,6 +120,8 @@ impl Executor {
                 Err(e) => outcome.error(e),
             }
         }
-        self.converge_proxies(desired, outcome).await;
+        let routes = started.elapsed();
+        self.converge_proxies(desired, sweep, outcome).await;
+        tracing::debug!(?routes, proxies = ?started.elapsed(), "routes and proxy entries converged");
     }
 }

@@ -55,6 +55,14 @@ impl Netlink {
         let task = tokio::spawn(connection);
         Ok((Self { handle, slow: slow_connection()? }, task))
     }
+
+    /// [`Netlink::connect`] without the deletion thread: for a reader of links, addresses and
+    /// routes (the kernel uplink source), whose dumps then never meet the executor's.
+    pub fn connect_reader() -> std::io::Result<Self> {
+        let (connection, handle, _) = rtnetlink::new_connection_with_strict_check()?;
+        tokio::spawn(connection);
+        Ok(Self { slow: handle.clone(), handle })
+    }
 }
 
 /// A connection whose requests are sent, and so carried out by the kernel, on a thread of its
