@@ -38,6 +38,11 @@ impl Sysctls {
             .map_err(|source| SysctlError { key: key.into(), source })
     }
 
+    /// Whether `path` (a key or a directory of keys, like `net/ipv6`) exists.
+    pub fn exists(&self, path: &str) -> bool {
+        self.root.join(path).exists()
+    }
+
     /// Writes `value` unless the key already holds it. Returns whether it wrote.
     pub fn ensure(&self, key: &str, value: &str) -> Result<bool, SysctlError> {
         if self.read(key)? == value {
@@ -63,6 +68,7 @@ mod tests {
         assert!(sysctls.ensure("net/ipv4/ip_forward", "1").unwrap());
         assert!(!sysctls.ensure("net/ipv4/ip_forward", "1").unwrap());
         assert!(sysctls.read("net/ipv4/conf/gone/proxy_arp").unwrap_err().is_missing());
+        assert!(sysctls.exists("net/ipv4") && !sysctls.exists("net/ipv6"), "a host without IPv6");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
