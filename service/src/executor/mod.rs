@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 
-use futures::FutureExt;
+use futures::{stream, FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
 use crate::model::Subnet;
@@ -84,6 +84,27 @@ impl Sweep {
             Sweep::Inside(subnet) => subnet.contains(address),
         }
     }
+}
+
+/// Requests (routes, proxy entries) in flight at once: the connection task batches them into
+/// fewer wake-ups.
+const IN_FLIGHT: usize = 64;
+
+/// Runs netlink `requests`, [`IN_FLIGHT`] at a time; returns how many succeeded and records the
+/// failures in `outcome`.
+async fn run_all<F>(requests: impl IntoIterator<Item = F>, outcome: &mut Outcome) -> usize
+where
+    F: Future<Output = netlink::Result<()>>,
+{
+    let results: Vec<_> = stream::iter(requests).buffer_unordered(IN_FLIGHT).collect().await;
+    let mut done = 0;
+    for result in results {
+        match result {
+            Ok(()) => done += 1,
+            Err(e) => outcome.error(e),
+        }
+    }
+    done
 }
 
 /// The kernel operations the reconciler asks for (faked in its unit tests).

@@ -3,14 +3,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use futures::{stream, StreamExt};
-
-use super::{Executor, Outcome, Sweep};
+use super::{run_all, Executor, Outcome, Sweep};
 use crate::netlink::Proxy;
 use crate::planner::{Desired, HostRoute};
-
-/// Proxy requests in flight at once.
-const PROXIES_IN_FLIGHT: usize = 64;
 
 impl Executor {
     /// The index of the uplink `name`, looked up each time (the link may be recreated).
@@ -68,28 +63,9 @@ impl Executor {
             })
             .collect();
         let netlink = &self.netlink;
-        let added: Vec<_> = stream::iter(wanted.difference(&present).copied())
-            .map(|proxy| netlink.add_proxy(proxy))
-            .buffer_unordered(PROXIES_IN_FLIGHT)
-            .collect()
-            .await;
-        let stale = present.difference(&wanted).filter(|p| sweep.covers(p.address)).copied();
-        let removed: Vec<_> = stream::iter(stale)
-            .map(|proxy| netlink.delete_proxy(proxy))
-            .buffer_unordered(PROXIES_IN_FLIGHT)
-            .collect()
-            .await;
-        for result in added {
-            match result {
-                Ok(()) => outcome.proxies_set += 1,
-                Err(e) => outcome.error(e),
-            }
-        }
-        for result in removed {
-            match result {
-                Ok(()) => outcome.proxies_removed += 1,
-                Err(e) => outcome.error(e),
-            }
-        }
+        let missing = wanted.difference(&present).map(|proxy| netlink.add_proxy(*proxy));
+        outcome.proxies_set += run_all(missing, outcome).await;
+        let stale = present.difference(&wanted).filter(|p| sweep.covers(p.address));
+        outcome.proxies_removed += run_all(stale.map(|proxy| netlink.delete_proxy(*proxy)), outcome).await;
     }
 }

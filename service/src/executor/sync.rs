@@ -4,15 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use futures::{stream, StreamExt};
-
-use super::{host, Executor, Outcome, SavedSysctls, Sweep};
+use super::{host, run_all, Executor, Outcome, SavedSysctls, Sweep};
 use crate::names::TAP_PREFIX;
 use crate::netlink::{Link, Route};
 use crate::planner::Desired;
-
-/// Route requests in flight at once: the connection task batches them into fewer wake-ups.
-const ROUTES_IN_FLIGHT: usize = 64;
 
 impl Executor {
     pub(super) async fn full_sync(&mut self, desired: &Desired, saved: &mut SavedSysctls) -> Outcome {
@@ -98,28 +93,9 @@ impl Executor {
             })
             .collect();
         let netlink = &self.netlink;
-        let set: Vec<_> = stream::iter(missing)
-            .map(|(address, oif)| netlink.replace_host_route(address, oif))
-            .buffer_unordered(ROUTES_IN_FLIGHT)
-            .collect()
-            .await;
-        let removed: Vec<_> = stream::iter(stale)
-            .map(|r| netlink.delete_route(r))
-            .buffer_unordered(ROUTES_IN_FLIGHT)
-            .collect()
-            .await;
-        for result in set {
-            match result {
-                Ok(()) => outcome.routes_set += 1,
-                Err(e) => outcome.error(e),
-            }
-        }
-        for result in removed {
-            match result {
-                Ok(()) => outcome.routes_removed += 1,
-                Err(e) => outcome.error(e),
-            }
-        }
+        let missing = missing.into_iter().map(|(address, oif)| netlink.replace_host_route(address, oif));
+        outcome.routes_set += run_all(missing, outcome).await;
+        outcome.routes_removed += run_all(stale.into_iter().map(|r| netlink.delete_route(r)), outcome).await;
         let routes = started.elapsed();
         self.converge_proxies(desired, sweep, outcome).await;
         tracing::debug!(?routes, proxies = ?started.elapsed(), "routes and proxy entries converged");
