@@ -57,6 +57,11 @@ fn slow_wifi_radio_off_takes_vmnetd_offline_and_on_restores_the_guest() {
 }
 
 #[test]
+fn slow_wifi_hostile_lan_host_reaches_the_guest_and_nothing_else_of_the_laptop() {
+    assert_scenario("hostile");
+}
+
+#[test]
 fn slow_wifi_bridge_over_the_station_does_not_carry_a_second_mac() {
     assert_scenario("bridge");
 }

@@ -10,16 +10,17 @@
 //! | `roam-back` | roam  | the same, back home |
 //! | `ap-loss` | roam-back | the home AP disappears, NM falls back on office by itself: the same checks |
 //! | `radio`   | ap-loss | `nmcli radio wifi off`: offline, nothing routed; on: back online on office, reached again |
+//! | `hostile` | home    | the AP's side routes another network of the laptop's through it: reaches the guest, nothing else; no ARP answer for a VPN-routed LAN address |
 //! | `bridge`  | home    | a bridge over the station (on office) carries no second MAC |
 //!
-//! Still to come (issue 16, "Show" 6), once vmnetd has them: a `hostile` scenario (no open
-//! router towards the guests over Wi-Fi) and an `ipv6` one (dnsmasq's RAs on the APs, the guest
-//! on the AP's prefix). Each is a function in `scenarios.rs` added to [`SCENARIOS`] with the
-//! scenario it needs, and a `slow_wifi_*` test in `tests/tests/wifi.rs` that asserts it.
+//! Still to come (issue 16, "Show" 6), once vmnetd has it: an `ipv6` scenario (dnsmasq's RAs on
+//! the APs, the guest on the AP's prefix). A scenario is a function added to [`SCENARIOS`] with
+//! the scenario it needs, and a `slow_wifi_*` test in `tests/tests/wifi.rs` that asserts it.
 
 mod agent;
 mod bridge;
 mod guest;
+mod hostile;
 mod lines;
 mod report;
 mod scenarios;
@@ -45,13 +46,14 @@ fn with_guest(
 }
 
 /// Every scenario in the order played, with the scenario it needs to have passed.
-const SCENARIOS: [(&str, Option<&str>); 7] = [
+const SCENARIOS: [(&str, Option<&str>); 8] = [
     ("laptop", None),
     ("home", Some("laptop")),
     ("roam", Some("home")),
     ("roam-back", Some("roam")),
     ("ap-loss", Some("roam-back")),
     ("radio", Some("ap-loss")),
+    ("hostile", Some("home")),
     ("bridge", Some("home")),
 ];
 
@@ -66,6 +68,7 @@ fn play(name: &str) -> Play {
         "roam-back" => |w, r, g| with_guest(scenarios::roam_back_home)(w, r, g),
         "ap-loss" => |w, r, g| with_guest(scenarios::ap_loss)(w, r, g),
         "radio" => |w, r, g| with_guest(scenarios::radio)(w, r, g),
+        "hostile" => |w, r, g| with_guest(hostile::hostile)(w, r, g),
         _ => |w, r, _| bridge::bridge(w, r),
     }
 }

@@ -16,7 +16,7 @@ const REACH: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(3);
 /// The guest's name (tap `vmt-web`) and its address's host part in every /24.
 pub const GUEST: &str = "web";
-const HOST_PART: &str = "200";
+pub const HOST_PART: &str = "200";
 
 fn uptime() -> f64 {
     std::fs::read_to_string("/proc/uptime")
