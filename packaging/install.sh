@@ -73,6 +73,10 @@ if [ -z "$deb" ]; then
   step "installing the build tools (dpkg-dev, make)" \
     "check that apt can reach the Debian archive (apt-get update), or install dpkg-dev and make yourself"
   command -v dpkg-shlibdeps >/dev/null && command -v make >/dev/null || apt_install dpkg-dev make
+  # vmnetd writes its nftables tables through libnftnl: its headers to build against.
+  step "installing the build libraries (libnftnl-dev, libmnl-dev, pkg-config)" \
+    "check that apt can reach the Debian archive (apt-get update), or install libnftnl-dev yourself"
+  pkg-config --exists libnftnl libmnl 2>/dev/null || apt_install libnftnl-dev libmnl-dev pkg-config
   step "building the package (make deb)" \
     "see cargo's message above; a Rust toolchain (rustup.rs, Rust >= 1.85) and crates.io are needed. \
 Or build the package elsewhere and run: packaging/install.sh --deb vmnet_VERSION_ARCH.deb"

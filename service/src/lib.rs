@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod dhcp;
 pub mod executor;
+pub mod firewall;
 pub mod model;
 pub mod names;
 pub mod netlink;

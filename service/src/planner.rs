@@ -2,6 +2,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::firewall::{FilterPlan, GuestFilter};
 use crate::model::{Guest, Subnet, Uplink};
 
 /// A persistent tap for one guest.
@@ -62,6 +63,8 @@ pub struct Desired {
     pub host_sysctls: Vec<Sysctl>,
     /// The uplink's subnet while there are guests (`None`: offline, or no guest).
     pub subnet: Option<Subnet>,
+    /// What vmnetd's nftables tables hold; without guests they are deleted.
+    pub filter: FilterPlan,
 }
 
 /// What one guest wants: its tap and, with an address, the host route to it.
@@ -69,6 +72,7 @@ pub struct Desired {
 pub struct GuestPlan {
     pub tap: TapSpec,
     pub route: Option<HostRoute>,
+    pub filter: GuestFilter,
 }
 
 /// Plans the kernel state for `guests`, each with its address (if it has one), behind `uplink`
@@ -79,12 +83,14 @@ pub fn plan<'a>(
 ) -> Desired {
     let mut desired = Desired::default();
     for (guest, address) in guests {
-        let GuestPlan { tap, route } = plan_guest(uplink, guest, address);
+        let GuestPlan { tap, route, filter } = plan_guest(uplink, guest, address);
         desired.taps.push(tap);
         desired.routes.extend(route);
+        desired.filter.guests.push(filter);
     }
     desired.host_sysctls = host_sysctls(uplink, !desired.taps.is_empty());
     desired.subnet = uplink.map(Uplink::subnet).filter(|_| !desired.taps.is_empty());
+    desired.filter.uplink = uplink.map(|up| up.interface.clone());
     desired
 }
 
@@ -111,12 +117,15 @@ pub fn plan_guest(uplink: Option<&Uplink>, guest: &Guest, address: Option<Ipv4Ad
             Sysctl::conf6(tap, "accept_redirects", "0"),
         ],
     };
+    let address = address.filter(|_| uplink.is_some());
     let route = address.zip(uplink).map(|(address, up)| HostRoute {
         address,
         tap: tap.clone(),
         uplink: up.interface.clone(),
     });
-    GuestPlan { tap: spec, route }
+    // The guest sends from (and is forwarded to) the address it is routed at, and only that.
+    let filter = GuestFilter { tap: tap.clone(), mac: guest.mac, address };
+    GuestPlan { tap: spec, route, filter }
 }
 
 /// The host's settings while any guest exists: ip_forward, and online no delay before the
@@ -167,7 +176,8 @@ mod tests {
 
     #[test]
     fn nothing_wanted_without_guests() {
-        assert_eq!(plan(Some(&uplink("198.51.100.10")), []), Desired::default());
+        let online = plan(Some(&uplink("198.51.100.10")), []);
+        assert_eq!(Desired { filter: FilterPlan::default(), ..online }, Desired::default());
         assert_eq!(plan(None, []), Desired::default());
     }
 
@@ -254,6 +264,11 @@ mod tests {
                 prop_assert_eq!(&first.routes, &routes);
                 prop_assert_eq!(first.host_sysctls.is_empty(), guests.is_empty());
                 prop_assert!(online || first.routes.is_empty(), "no route offline");
+                // Every guest is filtered; its address is the one it is routed at.
+                let filtered: Vec<_> = first.filter.guests.iter().filter_map(|f| Some((f.address?, f.tap.clone()))).collect();
+                let routed: Vec<_> = first.routes.iter().map(|r| (r.address, r.tap.clone())).collect();
+                prop_assert_eq!(first.filter.guests.len(), guests.len());
+                prop_assert_eq!(filtered, routed);
             }
         }
     }

@@ -19,6 +19,8 @@ pub struct KernelState {
     pub uplink_proxy_delay: String,
     /// vmnetd's proxy neighbour entries ([`World::vmnet_proxies`]).
     pub proxies: Vec<String>,
+    /// `nft -s list ruleset` (counter values left out): vmnetd's tables, and nothing else.
+    pub nftables: String,
 }
 
 impl World {
@@ -111,7 +113,41 @@ impl World {
                 .sysctl(self.host_ns(), &format!("net.ipv4.neigh.{UPLINK}.proxy_delay"))
                 .expect("sysctl"),
             proxies: self.vmnet_proxies(),
+            nftables: self.nftables(),
         }
+    }
+
+    /// The host netns's whole nftables ruleset as `nft -s list ruleset` prints it (without
+    /// counter values). Panics when nft is missing (tests/apt-packages installs it).
+    pub fn nftables(&self) -> String {
+        let out =
+            self.exec_in(self.host_ns(), &["nft", "-s", "list", "ruleset"]).expect("nft (package nftables)");
+        assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The named counters of vmnetd's tables with their packet counts, from `nft list
+    /// counters`: `(name, packets)`.
+    pub fn nft_counters(&self) -> Vec<(String, u64)> {
+        let out = self.exec_in(self.host_ns(), &["nft", "list", "counters"]).expect("nft (package nftables)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut counters = Vec::new();
+        let mut name = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("counter ") {
+                name = rest.split_whitespace().next().map(str::to_owned);
+            } else if let (Some(n), Some(rest)) = (&name, line.strip_prefix("packets ")) {
+                let packets = rest.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                counters.push((n.clone(), packets));
+                name = None;
+            }
+        }
+        counters
+    }
+
+    /// Packets counted by vmnetd's named counter `name` (0 when it does not exist).
+    pub fn dropped(&self, name: &str) -> u64 {
+        self.nft_counters().into_iter().filter(|(n, _)| n == name).map(|(_, p)| p).sum()
     }
 }
 

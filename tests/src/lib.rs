@@ -37,6 +37,7 @@ pub mod world;
 pub use bus::{dbus_error_name, Bus};
 pub use checks::{kernel_config, KernelState};
 pub use client::{Client, Opt};
+pub use cmd::wait_until;
 pub use container::Container;
 pub use guest::GuestHandle;
 pub use lease::Lease;

@@ -15,6 +15,8 @@ impl Executor {
         previous: Option<&HostRoute>,
         outcome: &mut Outcome,
     ) {
+        // Before the tap exists (or changes address): its frames are filtered from the first.
+        self.ensure_guest_filter(&plan.filter, outcome);
         let existing = match self.netlink.link_by_name(&plan.tap.name).await {
             Ok(link) => link,
             Err(e) => {
@@ -147,10 +149,11 @@ impl Executor {
             }
             self.delete_proxy(route, outcome).await;
         }
-        let Some(link) = link.filter(|l| l.is_tun) else { return };
+        let Some(link) = link.filter(|l| l.is_tun) else { return self.remove_guest_filter(tap, outcome) };
         if let Err(e) = self.netlink.set_down(link.index, tap).await {
             outcome.error(e);
         }
+        self.remove_guest_filter(tap, outcome);
         self.start_deleting(link.index, tap);
     }
 }

@@ -6,6 +6,7 @@
 //! sysctls and route only, so that adding or removing a guest costs the same with 1000 guests
 //! as with one.
 
+mod filter;
 mod guest;
 mod host;
 mod proxy;
@@ -20,6 +21,7 @@ use std::net::Ipv4Addr;
 use futures::{stream, FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
+use crate::firewall::Firewall;
 use crate::model::Subnet;
 use crate::netlink::{self, Netlink};
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
@@ -157,11 +159,22 @@ pub struct Executor {
     verified_taps: HashSet<(String, u32)>,
     /// Taps being deleted on the netlink thread, by name.
     deleting: HashMap<String, JoinHandle<netlink::Result<()>>>,
+    /// vmnetd's nftables tables.
+    firewall: Firewall,
+    /// The host did not forward IPv4 before vmnetd (as last seen in the saved sysctls).
+    block_forwarding: bool,
 }
 
 impl Executor {
     pub fn new(netlink: Netlink, sysctls: Sysctls) -> Self {
-        Self { netlink, sysctls, verified_taps: HashSet::new(), deleting: HashMap::new() }
+        Self {
+            netlink,
+            sysctls,
+            verified_taps: HashSet::new(),
+            deleting: HashMap::new(),
+            firewall: Firewall::default(),
+            block_forwarding: false,
+        }
     }
 
     /// Deletes a tap in the background (the kernel takes tens of ms for it).
@@ -226,9 +239,11 @@ impl Kernel for Executor {
         taps: &BTreeMap<String, u32>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
+        self.sync_filter(desired, saved, &mut outcome);
         host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
         let sweep = desired.subnet.map_or(Sweep::All, Sweep::Inside);
         self.converge_routes(desired, taps, sweep, &mut outcome).await;
+        self.sweep_filter(desired, &mut outcome);
         outcome
     }
 
@@ -247,7 +262,9 @@ impl Kernel for Executor {
 
     fn sync_host(&mut self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Outcome {
         let mut outcome = Outcome::default();
+        self.filter_before_forwarding(wanted, saved, &mut outcome);
         host::sync(&self.sysctls, wanted, saved, &mut outcome);
+        self.filter_after_forwarding(wanted, &mut outcome);
         outcome
     }
 

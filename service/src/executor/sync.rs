@@ -20,6 +20,8 @@ impl Executor {
             }
         }
         let started = std::time::Instant::now();
+        // The filter first: a tap is never up without its guest's filter in place.
+        self.sync_filter(desired, saved, &mut outcome);
         let links = match self.netlink.tun_links().await {
             Ok(links) => links,
             Err(e) => {
@@ -54,6 +56,8 @@ impl Executor {
                 self.start_deleting(link.index, &link.name);
             }
         }
+        // With no guest left, the tables go once forwarding is restored.
+        self.sweep_filter(desired, &mut outcome);
         tracing::debug!(?dumped, ?taps, ?routes, "full sync: links dumped, taps verified, routes synced");
         outcome
     }

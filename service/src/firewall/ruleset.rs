@@ -1,0 +1,407 @@
+//! vmnetd's nftables ruleset as data: two tables named `vmnet` (family `inet` for IPv4/IPv6,
+//! family `arp` for ARP), their chains, rules, named counters and sets. Nothing here touches
+//! the kernel; [`super::encode`] turns it into netlink messages.
+//!
+//! Per-packet cost does not grow with the guest count: every per-guest fact is an element of a
+//! hash set keyed by tap name (and MAC, address), matched by one lookup, and a tap is told by
+//! its name prefix, so a tap vmnetd does not know fails closed.
+
+use std::net::Ipv4Addr;
+
+use super::GuestFilter;
+use crate::model::Mac;
+use crate::names::TAP_PREFIX;
+
+pub const TABLE: &str = "vmnet";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Inet,
+    Arp,
+}
+
+pub const FAMILIES: [Family; 2] = [Family::Inet, Family::Arp];
+
+/// A base chain's hook. `ArpIn` is `NF_ARP_IN` (numbered apart from the inet hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Forward,
+    ArpIn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSpec {
+    pub name: &'static str,
+    /// `None`: a regular chain, reached by jumps.
+    pub hook: Option<(Hook, i32)>,
+}
+
+/// What a set's keys are made of, in order (a concatenation when more than one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    IfName,
+    Ether,
+    Ipv4,
+}
+
+impl KeyPart {
+    /// The bytes the part takes in a key: registers are 4 bytes wide, so each part is padded.
+    pub fn size(self) -> usize {
+        match self {
+            KeyPart::IfName => 16,
+            KeyPart::Ether => 8,
+            KeyPart::Ipv4 => 4,
+        }
+    }
+
+    /// nft's datatype number (so that `nft list` shows the keys as names and addresses).
+    pub fn datatype(self) -> u32 {
+        match self {
+            KeyPart::IfName => 41,
+            KeyPart::Ether => 9,
+            KeyPart::Ipv4 => 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSpec {
+    pub name: &'static str,
+    pub key: &'static [KeyPart],
+}
+
+impl SetSpec {
+    pub fn key_len(&self) -> usize {
+        self.key.iter().map(|part| part.size()).sum()
+    }
+
+    /// The concatenated datatype, 6 bits per part, as nft encodes it.
+    pub fn key_type(&self) -> u32 {
+        self.key.iter().fold(0, |acc, part| (acc << 6) | part.datatype())
+    }
+}
+
+/// Where a value is loaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    IifName,
+    OifName,
+    /// The layer-3 protocol (`meta nfproto`): `NFPROTO_IPV4` or `NFPROTO_IPV6`.
+    NfProto,
+    /// The layer-4 protocol (`meta l4proto`).
+    L4Proto,
+    /// Link-layer header bytes.
+    Link {
+        offset: u32,
+        len: u32,
+    },
+    /// Network header bytes (the ARP header in the arp family).
+    Network {
+        offset: u32,
+        len: u32,
+    },
+    /// Transport header bytes.
+    Transport {
+        offset: u32,
+        len: u32,
+    },
+}
+
+/// One expression of a rule. Registers are numbered by 32-bit word, 0..16.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Load(Field, u32),
+    /// The bytes at the register equal these.
+    Equals(u32, Vec<u8>),
+    /// The key starting at the register is (or, inverted, is not) in the set.
+    InSet {
+        set: &'static str,
+        register: u32,
+        inverted: bool,
+    },
+    /// Counts the packet in the named counter.
+    Count(&'static str),
+    Accept,
+    Drop,
+    Jump(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub chain: &'static str,
+    pub steps: Vec<Step>,
+}
+
+/// One table's whole skeleton (everything but set elements).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub family: Family,
+    pub chains: Vec<ChainSpec>,
+    pub sets: Vec<SetSpec>,
+    pub counters: Vec<&'static str>,
+    pub rules: Vec<RuleSpec>,
+}
+
+// Sets.
+pub const TAP_MACS: &str = "tap_macs";
+pub const TAP_SOURCES: &str = "tap_sources";
+pub const UPLINKS: &str = "uplinks";
+pub const ARP_SENDERS: &str = "arp_senders";
+
+/// Named counters of dropped packets, what each counts.
+pub const COUNTERS: [(Family, &str, &str); 9] = [
+    (Family::Inet, "foreign_mac", "frames from a tap with another source MAC than its guest's"),
+    (Family::Inet, "spoofed_source", "IPv4 from a tap with another source than its guest's address"),
+    (Family::Inet, "dhcp_server", "DHCP or DHCPv6 server messages from a guest"),
+    (Family::Inet, "icmp_redirect", "ICMP redirects from a guest"),
+    (Family::Inet, "ipv6_router", "IPv6 router advertisements and redirects from a guest"),
+    (Family::Inet, "ipv6_forward", "IPv6 to be forwarded to or from a tap"),
+    (
+        Family::Inet,
+        "not_guest_forward",
+        "forwarded to or from a tap, not between its guest and the uplink or another guest",
+    ),
+    (Family::Inet, "forward_other", "forwarded without a guest while the host did not forward before vmnetd"),
+    (Family::Arp, "spoofed_arp", "ARP from a tap with another sender than its guest"),
+];
+
+const NFPROTO_IPV6: u8 = 10;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+/// ARP over Ethernet for IPv4: hardware type 1, protocol 0x0800, lengths 6 and 4.
+const ARP_ETHER_IPV4: [u8; 6] = [0, 1, 8, 0, 6, 4];
+
+fn rule(chain: &'static str, steps: Vec<Step>) -> RuleSpec {
+    RuleSpec { chain, steps }
+}
+
+fn is_tap(field: Field) -> [Step; 2] {
+    [Step::Load(field, 0), Step::Equals(0, TAP_PREFIX.as_bytes().to_vec())]
+}
+
+fn counted_drop(counter: &'static str) -> [Step; 2] {
+    [Step::Count(counter), Step::Drop]
+}
+
+fn protocol(field: Field, value: u8) -> [Step; 2] {
+    [Step::Load(field, 0), Step::Equals(0, vec![value])]
+}
+
+fn port(offset: u32, value: u16) -> [Step; 2] {
+    [Step::Load(Field::Transport { offset, len: 2 }, 0), Step::Equals(0, value.to_be_bytes().to_vec())]
+}
+
+fn in_set(set: &'static str, register: u32) -> Step {
+    Step::InSet { set, register, inverted: false }
+}
+
+/// The `inet` table. `block_forwarding`: the host did not forward IPv4 before vmnetd, so
+/// every forwarded IPv4 packet that is not a guest's is dropped.
+pub fn inet_table(block_forwarding: bool) -> TableSpec {
+    let chains = vec![
+        ChainSpec { name: "prerouting", hook: Some((Hook::Prerouting, -300)) },
+        ChainSpec { name: "forward", hook: Some((Hook::Forward, 0)) },
+        ChainSpec { name: "tap_in", hook: None },
+        ChainSpec { name: "tap_ipv6", hook: None },
+        ChainSpec { name: "from_guest", hook: None },
+        ChainSpec { name: "to_guest", hook: None },
+    ];
+    let sets = vec![
+        SetSpec { name: TAP_MACS, key: &[KeyPart::IfName, KeyPart::Ether] },
+        SetSpec { name: TAP_SOURCES, key: &[KeyPart::IfName, KeyPart::Ipv4] },
+        SetSpec { name: UPLINKS, key: &[KeyPart::IfName] },
+    ];
+    let source_mac = Field::Link { offset: 6, len: 6 };
+    let ipv4_source = Field::Network { offset: 12, len: 4 };
+    let ipv4_destination = Field::Network { offset: 16, len: 4 };
+    let mut rules = vec![
+        // Before conntrack (-200): spoofed packets leave no connection entry behind.
+        rule("prerouting", [&is_tap(Field::IifName)[..], &[Step::Jump("tap_in")]].concat()),
+        rule(
+            "tap_in",
+            [
+                Step::Load(Field::IifName, 0),
+                Step::Load(source_mac, 4),
+                Step::InSet { set: TAP_MACS, register: 0, inverted: true },
+                Step::Count("foreign_mac"),
+                Step::Drop,
+            ]
+            .to_vec(),
+        ),
+        rule("tap_in", [&protocol(Field::NfProto, NFPROTO_IPV6)[..], &[Step::Jump("tap_ipv6")]].concat()),
+        // IPv4 from here on.
+        rule(
+            "tap_in",
+            [&protocol(Field::L4Proto, IPPROTO_UDP)[..], &port(0, 67), &counted_drop("dhcp_server")].concat(),
+        ),
+        rule(
+            "tap_in",
+            [
+                &protocol(Field::L4Proto, IPPROTO_ICMP)[..],
+                &protocol(Field::Transport { offset: 0, len: 1 }, 5),
+                &counted_drop("icmp_redirect"),
+            ]
+            .concat(),
+        ),
+        // DHCP clients, from 0.0.0.0 or an address of before a re-home: only vmnetd's server
+        // gets them (the forward chain checks the source again).
+        rule(
+            "tap_in",
+            [&protocol(Field::L4Proto, IPPROTO_UDP)[..], &port(0, 68), &port(2, 67), &[Step::Accept]]
+                .concat(),
+        ),
+        rule(
+            "tap_in",
+            vec![
+                Step::Load(Field::IifName, 0),
+                Step::Load(ipv4_source, 4),
+                in_set(TAP_SOURCES, 0),
+                Step::Accept,
+            ],
+        ),
+        rule("tap_in", counted_drop("spoofed_source").to_vec()),
+    ];
+    for icmpv6_type in [134u8, 137] {
+        // Router advertisement, redirect.
+        rules.push(rule(
+            "tap_ipv6",
+            [
+                &protocol(Field::L4Proto, IPPROTO_ICMPV6)[..],
+                &protocol(Field::Transport { offset: 0, len: 1 }, icmpv6_type),
+                &counted_drop("ipv6_router"),
+            ]
+            .concat(),
+        ));
+    }
+    rules.push(rule(
+        "tap_ipv6",
+        [&protocol(Field::L4Proto, IPPROTO_UDP)[..], &port(0, 547), &counted_drop("dhcp_server")].concat(),
+    ));
+    rules.extend([
+        rule("forward", [&is_tap(Field::IifName)[..], &[Step::Jump("from_guest")]].concat()),
+        rule("forward", [&is_tap(Field::OifName)[..], &[Step::Jump("to_guest")]].concat()),
+    ]);
+    let guest_source = [Step::Load(Field::IifName, 0), Step::Load(ipv4_source, 4), in_set(TAP_SOURCES, 0)];
+    rules.extend([
+        rule(
+            "from_guest",
+            [&protocol(Field::NfProto, NFPROTO_IPV6)[..], &counted_drop("ipv6_forward")].concat(),
+        ),
+        rule(
+            "from_guest",
+            [&guest_source[..], &[Step::Load(Field::OifName, 0), in_set(UPLINKS, 0), Step::Accept]].concat(),
+        ),
+        rule("from_guest", [&guest_source[..], &is_tap(Field::OifName), &[Step::Accept]].concat()),
+        rule("from_guest", counted_drop("not_guest_forward").to_vec()),
+        rule(
+            "to_guest",
+            [&protocol(Field::NfProto, NFPROTO_IPV6)[..], &counted_drop("ipv6_forward")].concat(),
+        ),
+        rule(
+            "to_guest",
+            vec![
+                Step::Load(Field::OifName, 0),
+                Step::Load(ipv4_destination, 4),
+                in_set(TAP_SOURCES, 0),
+                Step::Load(Field::IifName, 0),
+                in_set(UPLINKS, 0),
+                Step::Accept,
+            ],
+        ),
+        rule("to_guest", counted_drop("not_guest_forward").to_vec()),
+    ]);
+    if block_forwarding {
+        // IPv4 only: ip_forward says nothing about IPv6 forwarding, which stays the host's.
+        let ipv4 = 2u8; // NFPROTO_IPV4
+        rules.push(rule(
+            "forward",
+            [&protocol(Field::NfProto, ipv4)[..], &counted_drop("forward_other")].concat(),
+        ));
+    }
+    TableSpec { family: Family::Inet, chains, sets, counters: counters_of(Family::Inet), rules }
+}
+
+/// The `arp` table: ARP from a tap only with its guest's MAC (frame and sender) and address
+/// (or 0.0.0.0, a probe) as sender.
+pub fn arp_table() -> TableSpec {
+    let chains = vec![
+        ChainSpec { name: "input", hook: Some((Hook::ArpIn, 0)) },
+        ChainSpec { name: "tap_arp", hook: None },
+    ];
+    let sets = vec![SetSpec {
+        name: ARP_SENDERS,
+        key: &[KeyPart::IfName, KeyPart::Ether, KeyPart::Ether, KeyPart::Ipv4],
+    }];
+    let rules = vec![
+        rule("input", [&is_tap(Field::IifName)[..], &[Step::Jump("tap_arp")]].concat()),
+        rule(
+            "tap_arp",
+            vec![
+                Step::Load(Field::Network { offset: 0, len: 6 }, 0),
+                Step::Equals(0, ARP_ETHER_IPV4.to_vec()),
+                Step::Load(Field::IifName, 0),
+                Step::Load(Field::Link { offset: 6, len: 6 }, 4),
+                Step::Load(Field::Network { offset: 8, len: 6 }, 6),
+                Step::Load(Field::Network { offset: 14, len: 4 }, 8),
+                in_set(ARP_SENDERS, 0),
+                Step::Accept,
+            ],
+        ),
+        rule("tap_arp", counted_drop("spoofed_arp").to_vec()),
+    ];
+    TableSpec { family: Family::Arp, chains, sets, counters: counters_of(Family::Arp), rules }
+}
+
+fn counters_of(family: Family) -> Vec<&'static str> {
+    COUNTERS.iter().filter(|(f, _, _)| *f == family).map(|(_, name, _)| *name).collect()
+}
+
+/// One set element: which table and set, and its key bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Element {
+    pub family: Family,
+    pub set: &'static str,
+    pub key: Vec<u8>,
+}
+
+fn ifname(name: &str) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    // Interface names are at most 15 bytes; a longer one cannot exist and is cut.
+    let len = name.len().min(15);
+    bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+    bytes
+}
+
+fn ether(mac: Mac) -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    bytes[..6].copy_from_slice(&mac.0);
+    bytes
+}
+
+/// The set elements one guest's filter consists of.
+pub fn guest_elements(guest: &GuestFilter) -> Vec<Element> {
+    let tap = ifname(&guest.tap);
+    let mac = ether(guest.mac);
+    let element = |family, set, parts: &[&[u8]]| Element { family, set, key: parts.concat() };
+    let mut elements = vec![element(Family::Inet, TAP_MACS, &[&tap, &mac])];
+    // A probe's sender is 0.0.0.0 (RFC 5227): allowed before the guest has an address.
+    let senders = [Some(Ipv4Addr::UNSPECIFIED), guest.address];
+    for address in senders.into_iter().flatten() {
+        elements.push(element(Family::Arp, ARP_SENDERS, &[&tap, &mac, &mac, &address.octets()]));
+    }
+    if let Some(address) = guest.address {
+        elements.push(element(Family::Inet, TAP_SOURCES, &[&tap, &address.octets()]));
+    }
+    elements
+}
+
+/// The uplink's element.
+pub fn uplink_element(interface: &str) -> Element {
+    Element { family: Family::Inet, set: UPLINKS, key: ifname(interface).to_vec() }
+}
+
+#[cfg(test)]
+#[path = "ruleset_tests.rs"]
+mod tests;
