@@ -40,7 +40,11 @@ pub enum Command {
     /// Show the uplink, the guests' gateway and DNS, and how many guests there are.
     ///
     /// Also starts vmnetd through D-Bus activation when it is not running.
-    Status,
+    Status {
+        /// Also show what vmnetd's packet filter dropped (spoofed sources, foreign MACs, …).
+        #[arg(short, long)]
+        verbose: bool,
+    },
 
     /// List the guests: name, tap, MAC, address, state and owner.
     #[command(visible_alias = "ls")]

@@ -57,7 +57,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let bus = Bus::connect(Duration::from_secs(cli.timeout)).await?;
     let (json, ask_password) = (cli.json, !cli.no_ask_password);
     match cli.command {
-        Command::Status => status::status(&bus, json).await,
+        Command::Status { verbose } => status::status(&bus, json, verbose).await,
         Command::List => guests::list(&bus, json).await,
         Command::Add(args) => guests::add(&bus, args, json, ask_password).await,
         Command::Remove { name } => guests::remove(&bus, &name, json, ask_password).await,

@@ -7,7 +7,7 @@ use crate::bus::Bus;
 use crate::exit::CliError;
 use crate::output::{key_values, print, print_json};
 
-pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
+pub async fn status(bus: &Bus, json: bool, verbose: bool) -> Result<(), CliError> {
     let manager = bus.manager().await?;
     // The first call activates vmnetd when it is not running.
     let guests = manager.list_guests().await.map_err(|e| bus.vmnet_error(e))?;
@@ -23,8 +23,12 @@ pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
     )
     .map_err(|e| bus.zbus_error(e))?;
     let counts = Counts::of(&guests);
+    let dropped = match verbose {
+        true => manager.dropped().await.map_err(|e| bus.zbus_error(e))?,
+        false => Vec::new(),
+    };
     if json {
-        return print_json(&json!({
+        let mut value = json!({
             "state": state,
             "uplink": uplink,
             "host_address": host_address,
@@ -39,7 +43,14 @@ pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
                 "offline": counts.offline,
                 "conflict": counts.conflict,
             },
-        }));
+        });
+        if verbose {
+            value["dropped"] = dropped
+                .iter()
+                .map(|(name, what, packets, bytes)| json!({"name": name, "what": what, "packets": packets, "bytes": bytes}))
+                .collect();
+        }
+        return print_json(&value);
     }
     let shown = |value: String| if value.is_empty() { "(none)".to_owned() } else { value };
     let host = if host_address.is_empty() {
@@ -59,6 +70,10 @@ pub async fn status(bus: &Bus, json: bool) -> Result<(), CliError> {
     ];
     // Shown only when there are any: what the kernel refused, retried by vmnetd.
     rows.extend(problems.into_iter().map(|problem| ("Problem", problem)));
+    // --verbose: every counter of the packet filter, also those at 0.
+    rows.extend(
+        dropped.into_iter().map(|(name, what, packets, _)| ("Dropped", format!("{packets} {name}: {what}"))),
+    );
     print(&key_values(&rows))
 }
 

@@ -49,6 +49,9 @@ pub mod add_option {
 /// One row of `ListGuests`: name, tap, mac, address ("" when none), state.
 pub type GuestRow = (String, String, String, String, String);
 
+/// One counter of the `Dropped` property: name, what it counts, packets, bytes.
+pub type DroppedRow = (String, String, u64, u64);
+
 /// Values of the manager's `State` property.
 pub mod manager_state {
     pub const ONLINE: &str = "online";

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use zbus::proxy;
 use zbus::{OwnedObjectPath, Variant};
 
-use crate::{Error, GuestRow};
+use crate::{DroppedRow, Error, GuestRow};
 
 /// Client side of `org.vmnet.Manager1` at `/org/vmnet`.
 #[proxy(interface = "org.vmnet.Manager1", default_service = "org.vmnet", default_path = "/org/vmnet")]
@@ -40,6 +40,9 @@ pub trait Manager1 {
     fn problems(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+    /// Read from the kernel at every Get; no change signal.
+    #[zbus(property)]
+    fn dropped(&self) -> zbus::Result<Vec<DroppedRow>>;
 }
 
 /// Client side of `org.vmnet.Guest1` at `/org/vmnet/guests/<escaped name>`.

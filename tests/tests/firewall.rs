@@ -175,6 +175,53 @@ fn guests_cannot_spoof_addresses_macs_or_arp_even_with_rp_filter_off() {
     assert!(!table.contains(LAN_ROUTER), "the guest took the router's address: {table}");
     assert!(!table.contains("02:00:00:de:ad:01"), "a foreign MAC got in: {table}");
     assert!(world.dropped("spoofed_arp") >= 2, "{:?}", world.nft_counters());
+
+    // From the guest's own address and MAC all the same: a DHCP server's offer, an ICMP
+    // redirect, an IPv6 router advertisement.
+    let offer = [&67u16.to_be_bytes()[..], &68u16.to_be_bytes(), &16u16.to_be_bytes(), &[0; 10]].concat();
+    let redirect = [5u8, 1, 0, 0, 198, 51, 100, 99].to_vec();
+    let broadcast = Ipv4Addr::BROADCAST;
+    let frames = vec![
+        hostile::ipv4(hostile::BROADCAST_MAC, guest_mac, own, broadcast, 17, &offer),
+        hostile::ipv4(tap_mac, guest_mac, own, HOST_ADDR.parse().unwrap(), 1, &redirect),
+        router_advertisement(guest_mac),
+    ];
+    send_frames(web.ns(), "eth0", frames).expect("send");
+    for counter in ["dhcp_server", "icmp_redirect", "ipv6_router"] {
+        let counted = || world.dropped(counter) >= 1;
+        assert!(
+            vmnet_tests::wait_until(Duration::from_secs(2), Duration::from_millis(20), counted),
+            "{counter}"
+        );
+    }
+
+    // What a user sees: `vmnetctl status --verbose`, read back from the kernel by vmnetd.
+    let out = world.vmnetctl_as(None, &["status", "--verbose"]).expect("vmnetctl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = text.lines().find(|l| l.contains(" spoofed_source: ")).unwrap_or_default();
+    let packets: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(packets >= 3, "{text}");
+    assert!(text.contains("spoofed_arp: ARP from a tap with another sender"), "{text}");
+    let plain = world.vmnetctl_as(None, &["status"]).expect("vmnetctl");
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("Dropped"), "only with --verbose");
+    let json = world.vmnetctl_as(None, &["status", "--verbose", "--json"]).expect("vmnetctl");
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let dropped = value["dropped"].as_array().expect("dropped");
+    let foreign = dropped.iter().find(|c| c["name"] == "foreign_mac").expect("foreign_mac");
+    assert!(foreign["packets"].as_u64() >= Some(1), "{value}");
+}
+
+/// An ICMPv6 router advertisement from `mac` (fe80::1 to all nodes); the checksum is not
+/// checked before the filter sees it.
+fn router_advertisement(mac: [u8; 6]) -> Vec<u8> {
+    let icmp = [134u8, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut header = vec![0x60, 0, 0, 0];
+    header.extend((icmp.len() as u16).to_be_bytes());
+    header.extend([58, 255]);
+    header.extend(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).octets());
+    header.extend(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets());
+    hostile::ethernet([0x33, 0x33, 0, 0, 0, 1], mac, 0x86dd, &[&header[..], &icmp].concat())
 }
 
 #[test]

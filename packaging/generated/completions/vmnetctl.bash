@@ -376,7 +376,7 @@ _vmnetctl() {
             return 0
             ;;
         vmnetctl__subcmd__status)
-            opts="-h --json --timeout --no-ask-password --help"
+            opts="-v -h --verbose --json --timeout --no-ask-password --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -41,6 +41,7 @@ complete -c vmnetctl -n "__fish_vmnetctl_needs_command" -f -a "libvirt-xml" -d '
 complete -c vmnetctl -n "__fish_vmnetctl_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c vmnetctl -n "__fish_vmnetctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand status" -l timeout -d 'How long to wait for vmnetd to answer a call, including a polkit password prompt' -r
+complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand status" -s v -l verbose -d 'Also show what vmnetd\'s packet filter dropped (spoofed sources, foreign MACs, …)'
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand status" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand status" -l no-ask-password -d 'Never ask for a password on the terminal (polkit then decides without asking)'
 complete -c vmnetctl -n "__fish_vmnetctl_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use vmnet_dbus::{Error, GuestRow};
+use vmnet_dbus::{DroppedRow, Error, GuestRow};
 use vmnet_polkit::{Action, Authorizer};
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
@@ -165,6 +165,16 @@ impl Manager {
     #[zbus(property)]
     async fn problems(&self) -> Vec<String> {
         self.read(|v| v.problems.clone()).await
+    }
+
+    /// What vmnetd's nftables tables dropped, by counter: name, what it counts, packets,
+    /// bytes. Read from the kernel at every Get (none without a guest: no tables then).
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn dropped(&self) -> zbus::fdo::Result<Vec<DroppedRow>> {
+        let read = tokio::task::spawn_blocking(crate::firewall::dropped).await;
+        let found =
+            read.map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?.map_err(zbus::fdo::Error::Failed)?;
+        Ok(found.into_iter().map(|d| (d.name, d.what.to_owned(), d.packets, d.bytes)).collect())
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
