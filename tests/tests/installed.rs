@@ -201,8 +201,16 @@ fn vmnetd_service_runs_as_user_vmnetd_in_its_sandbox_under_systemd() {
     assert_eq!(sh(&format!("cat {sysctls}")), "1\n0\n0\n", "the unit may write IPv4 and IPv6 sysctls");
     assert_eq!(sh("ip -4 -N neigh show proxy"), "198.51.100.200 dev wlan0 proxy proto 118 \n");
     assert_eq!(sh("stat -c %U /var/lib/vmnet/state.json /var/lib/vmnet/journal.jsonl"), "vmnetd\nvmnetd\n");
+    // Its nftables tables, written over netlink with CAP_NET_ADMIN alone, and their counters
+    // read back for anyone.
+    let tables = sh("nft list ruleset");
+    assert!(tables.contains("table inet vmnet") && tables.contains("table arp vmnet"), "{tables}");
+    assert!(tables.contains("\"vmt-web\" . 198.51.100.200"), "{tables}");
+    let verbose = as_tester("status --verbose");
+    assert!(verbose.contains(" spoofed_source: IPv4 from a tap"), "{verbose}");
     as_tester("remove web --no-ask-password");
     assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward"), "0\n", "restored with the last guest");
+    assert_eq!(sh("nft list ruleset"), "", "no table is left");
 
     sh("systemctl stop vmnetd.service");
     let state = container.exec(&["systemctl", "is-failed", "vmnetd.service"]).expect("systemctl");

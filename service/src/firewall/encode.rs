@@ -12,20 +12,13 @@ use nftnl::expr::Expression;
 use nftnl::nftnl_sys::{self as sys, libc};
 use nftnl::{Batch, Chain, ChainType, FinalizedBatch, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
 
+use super::counter::{Count, CounterMsg, NFT_OBJECT_COUNTER};
 use super::ruleset::{ChainSpec, Element, Family, Field, Hook, SetSpec, Step, TableSpec, TABLE};
 
 /// Set elements per netlink message: the element list is one attribute, at most 64 KiB long.
 const ELEMENTS_PER_MESSAGE: usize = 256;
-const NFT_OBJECT_COUNTER: u32 = 1;
 /// nft's `BYTEORDER_HOST_ENDIAN`, in a set's user data: how nft tags strings (interface names).
 const HOST_ENDIAN: u32 = 1;
-
-/// A counter's values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Count {
-    pub packets: u64,
-    pub bytes: u64,
-}
 
 pub fn proto(family: Family) -> ProtoFamily {
     match family {
@@ -35,11 +28,11 @@ pub fn proto(family: Family) -> ProtoFamily {
 }
 
 /// libnftnl returns null only when out of memory; like Rust's allocator, give up then.
-fn non_null<T>(pointer: *mut T) -> NonNull<T> {
+pub(super) fn non_null<T>(pointer: *mut T) -> NonNull<T> {
     NonNull::new(pointer).unwrap_or_else(|| std::process::abort())
 }
 
-fn c_string(text: &str) -> CString {
+pub(super) fn c_string(text: &str) -> CString {
     // Every name here is a constant or an interface name: none holds a NUL.
     CString::new(text.replace('\0', "")).unwrap_or_default()
 }
@@ -240,7 +233,13 @@ unsafe fn verdict(code: i32, chain: Option<&str>) -> NonNull<sys::nftnl_expr> {
 }
 
 /// A message's header, for `family`, written at `buf`.
-unsafe fn header(buf: *mut c_void, kind: i32, family: Family, flags: i32, seq: u32) -> *mut libc::nlmsghdr {
+pub(super) unsafe fn header(
+    buf: *mut c_void,
+    kind: i32,
+    family: Family,
+    flags: i32,
+    seq: u32,
+) -> *mut libc::nlmsghdr {
     let family = proto(family) as u16;
     unsafe { sys::nftnl_nlmsg_build_hdr(buf.cast::<c_char>(), kind as u16, family, flags as u16, seq) }
 }
@@ -319,87 +318,5 @@ unsafe impl NlMsg for ElementsMsg<'_> {
             sys::nftnl_set_elems_nlmsg_build_payload(nlh, set.as_ptr());
             sys::nftnl_set_free(set.as_ptr());
         }
-    }
-}
-
-/// `NFT_MSG_NEWOBJ`: a named counter, starting from `count`.
-struct CounterMsg<'a> {
-    family: Family,
-    name: &'a str,
-    count: Count,
-}
-
-// SAFETY: a counter object message is a few attributes long.
-unsafe impl NlMsg for CounterMsg<'_> {
-    unsafe fn write(&self, buf: *mut c_void, seq: u32, _kind: MsgType) {
-        unsafe {
-            let object = non_null(sys::nftnl_obj_alloc());
-            let (table, name) = (c_string(TABLE), c_string(self.name));
-            let o = object.as_ptr();
-            sys::nftnl_obj_set_str(o, sys::NFTNL_OBJ_TABLE as u16, table.as_ptr());
-            sys::nftnl_obj_set_str(o, sys::NFTNL_OBJ_NAME as u16, name.as_ptr());
-            sys::nftnl_obj_set_u32(o, sys::NFTNL_OBJ_FAMILY as u16, proto(self.family) as u32);
-            sys::nftnl_obj_set_u32(o, sys::NFTNL_OBJ_TYPE as u16, NFT_OBJECT_COUNTER);
-            sys::nftnl_obj_set_u64(o, sys::NFTNL_OBJ_CTR_PKTS as u16, self.count.packets);
-            sys::nftnl_obj_set_u64(o, sys::NFTNL_OBJ_CTR_BYTES as u16, self.count.bytes);
-            let nlh =
-                header(buf, libc::NFT_MSG_NEWOBJ, self.family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
-            sys::nftnl_obj_nlmsg_build_payload(nlh, o);
-            sys::nftnl_obj_free(o);
-        }
-    }
-}
-
-/// A request to dump the counters of vmnetd's table of `family`.
-pub fn counters_request(family: Family, seq: u32) -> Vec<u8> {
-    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    // SAFETY: the buffer has room for the largest netlink message; the object is freed after
-    // libnftnl copied its attributes into the buffer.
-    unsafe {
-        let object = non_null(sys::nftnl_obj_alloc());
-        let table = c_string(TABLE);
-        sys::nftnl_obj_set_str(object.as_ptr(), sys::NFTNL_OBJ_TABLE as u16, table.as_ptr());
-        sys::nftnl_obj_set_u32(object.as_ptr(), sys::NFTNL_OBJ_TYPE as u16, NFT_OBJECT_COUNTER);
-        let flags = libc::NLM_F_DUMP | libc::NLM_F_ACK;
-        let nlh = header(buffer.as_mut_ptr().cast(), libc::NFT_MSG_GETOBJ, family, flags, seq);
-        sys::nftnl_obj_nlmsg_build_payload(nlh, object.as_ptr());
-        sys::nftnl_obj_free(object.as_ptr());
-        buffer.truncate((*nlh).nlmsg_len as usize);
-    }
-    buffer
-}
-
-/// A counter of a `NFT_MSG_NEWOBJ` message (one whole netlink message, header included), as
-/// libnftnl parses it; `None` for another kind of object or a message it refuses.
-pub fn parse_counter(message: &[u8]) -> Option<(String, Count)> {
-    if message.len() < std::mem::size_of::<libc::nlmsghdr>() {
-        return None;
-    }
-    // libnftnl reads the header (unaligned-safe: copied into an aligned buffer first).
-    let mut aligned = vec![0u64; message.len().div_ceil(8)];
-    // SAFETY: `aligned` has room for `message`; libnftnl validates every attribute against
-    // the header's length, which the caller checked against the message's.
-    unsafe {
-        std::ptr::copy_nonoverlapping(message.as_ptr(), aligned.as_mut_ptr().cast::<u8>(), message.len());
-        let nlh = aligned.as_ptr().cast::<libc::nlmsghdr>();
-        let object = non_null(sys::nftnl_obj_alloc());
-        let o = object.as_ptr();
-        let parsed = sys::nftnl_obj_nlmsg_parse(nlh, o) >= 0
-            && sys::nftnl_obj_get_u32(o, sys::NFTNL_OBJ_TYPE as u16) == NFT_OBJECT_COUNTER;
-        let result = parsed.then(|| {
-            let name = sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_NAME as u16);
-            let name = if name.is_null() {
-                String::new()
-            } else {
-                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
-            };
-            let count = Count {
-                packets: sys::nftnl_obj_get_u64(o, sys::NFTNL_OBJ_CTR_PKTS as u16),
-                bytes: sys::nftnl_obj_get_u64(o, sys::NFTNL_OBJ_CTR_BYTES as u16),
-            };
-            (name, count)
-        });
-        sys::nftnl_obj_free(o);
-        result
     }
 }

@@ -11,6 +11,8 @@
 //! over), which sweeps anything stale or edited and never duplicates a rule; a guest's change
 //! adds and removes only its set elements; with no guest left the tables are deleted.
 
+mod counter;
+mod elements;
 mod encode;
 pub mod ruleset;
 mod socket;
@@ -19,7 +21,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::model::Mac;
-use encode::Count;
+use counter::Count;
 use ruleset::{Element, Family, FAMILIES};
 use socket::NfSocket;
 

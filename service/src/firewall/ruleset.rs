@@ -6,11 +6,9 @@
 //! hash set keyed by tap name (and MAC, address), matched by one lookup, and a tap is told by
 //! its name prefix, so a tap vmnetd does not know fails closed.
 
-use std::net::Ipv4Addr;
-
-use super::GuestFilter;
-use crate::model::Mac;
 use crate::names::TAP_PREFIX;
+
+pub use super::elements::{guest_elements, uplink_element, Element};
 
 pub const TABLE: &str = "vmnet";
 
@@ -216,6 +214,7 @@ pub fn inet_table(block_forwarding: bool) -> TableSpec {
     let source_mac = Field::Link { offset: 6, len: 6 };
     let ipv4_source = Field::Network { offset: 12, len: 4 };
     let ipv4_destination = Field::Network { offset: 16, len: 4 };
+    let guest_source = [Step::Load(Field::IifName, 0), Step::Load(ipv4_source, 4), in_set(TAP_SOURCES, 0)];
     let mut rules = vec![
         // Before conntrack (-200): spoofed packets leave no connection entry behind.
         rule("prerouting", [&is_tap(Field::IifName)[..], &[Step::Jump("tap_in")]].concat()),
@@ -252,15 +251,7 @@ pub fn inet_table(block_forwarding: bool) -> TableSpec {
             [&protocol(Field::L4Proto, IPPROTO_UDP)[..], &port(0, 68), &port(2, 67), &[Step::Accept]]
                 .concat(),
         ),
-        rule(
-            "tap_in",
-            vec![
-                Step::Load(Field::IifName, 0),
-                Step::Load(ipv4_source, 4),
-                in_set(TAP_SOURCES, 0),
-                Step::Accept,
-            ],
-        ),
+        rule("tap_in", [&guest_source[..], &[Step::Accept]].concat()),
         rule("tap_in", counted_drop("spoofed_source").to_vec()),
     ];
     for icmpv6_type in [134u8, 137] {
@@ -283,7 +274,6 @@ pub fn inet_table(block_forwarding: bool) -> TableSpec {
         rule("forward", [&is_tap(Field::IifName)[..], &[Step::Jump("from_guest")]].concat()),
         rule("forward", [&is_tap(Field::OifName)[..], &[Step::Jump("to_guest")]].concat()),
     ]);
-    let guest_source = [Step::Load(Field::IifName, 0), Step::Load(ipv4_source, 4), in_set(TAP_SOURCES, 0)];
     rules.extend([
         rule(
             "from_guest",
@@ -356,50 +346,6 @@ pub fn arp_table() -> TableSpec {
 
 fn counters_of(family: Family) -> Vec<&'static str> {
     COUNTERS.iter().filter(|(f, _, _)| *f == family).map(|(_, name, _)| *name).collect()
-}
-
-/// One set element: which table and set, and its key bytes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Element {
-    pub family: Family,
-    pub set: &'static str,
-    pub key: Vec<u8>,
-}
-
-fn ifname(name: &str) -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    // Interface names are at most 15 bytes; a longer one cannot exist and is cut.
-    let len = name.len().min(15);
-    bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
-    bytes
-}
-
-fn ether(mac: Mac) -> [u8; 8] {
-    let mut bytes = [0u8; 8];
-    bytes[..6].copy_from_slice(&mac.0);
-    bytes
-}
-
-/// The set elements one guest's filter consists of.
-pub fn guest_elements(guest: &GuestFilter) -> Vec<Element> {
-    let tap = ifname(&guest.tap);
-    let mac = ether(guest.mac);
-    let element = |family, set, parts: &[&[u8]]| Element { family, set, key: parts.concat() };
-    let mut elements = vec![element(Family::Inet, TAP_MACS, &[&tap, &mac])];
-    // A probe's sender is 0.0.0.0 (RFC 5227): allowed before the guest has an address.
-    let senders = [Some(Ipv4Addr::UNSPECIFIED), guest.address];
-    for address in senders.into_iter().flatten() {
-        elements.push(element(Family::Arp, ARP_SENDERS, &[&tap, &mac, &mac, &address.octets()]));
-    }
-    if let Some(address) = guest.address {
-        elements.push(element(Family::Inet, TAP_SOURCES, &[&tap, &address.octets()]));
-    }
-    elements
-}
-
-/// The uplink's element.
-pub fn uplink_element(interface: &str) -> Element {
-    Element { family: Family::Inet, set: UPLINKS, key: ifname(interface).to_vec() }
 }
 
 #[cfg(test)]

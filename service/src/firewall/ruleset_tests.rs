@@ -1,4 +1,7 @@
+use super::super::elements::ifname;
+use super::super::GuestFilter;
 use super::*;
+use crate::model::Mac;
 
 fn tables(block: bool) -> [TableSpec; 2] {
     [inet_table(block), arp_table()]

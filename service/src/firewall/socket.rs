@@ -9,7 +9,7 @@ use nftnl::FinalizedBatch;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
-use super::encode::{self, Count};
+use super::counter::{self, Count};
 use super::ruleset::Family;
 
 const NLMSG_HEADER: usize = 16;
@@ -81,7 +81,7 @@ impl NfSocket {
     /// The named counters of vmnetd's table of `family`; none without the table.
     pub fn counters(&mut self, family: Family) -> io::Result<Vec<(String, Count)>> {
         self.seq = self.seq.wrapping_add(1);
-        self.socket.send(&encode::counters_request(family, self.seq), 0)?;
+        self.socket.send(&counter::counters_request(family, self.seq), 0)?;
         let mut counters = Vec::new();
         loop {
             for answer in self.receive(0)? {
@@ -123,7 +123,7 @@ fn answers(mut datagram: &[u8]) -> Vec<Answer> {
                 Answer::Ack { seq, errno: code.checked_neg().unwrap_or(libc::EINVAL) }
             }
             NLMSG_DONE => Answer::Done,
-            NEWOBJ => match encode::parse_counter(message) {
+            NEWOBJ => match counter::parse_counter(message) {
                 Some((name, count)) => Answer::Counter(name, count),
                 None => Answer::Other,
             },
