@@ -1,5 +1,5 @@
 //! The executor's steps on vmnetd's nftables tables ([`crate::firewall`]): in place before
-//! the host forwards, gone only after forwarding is restored.
+//! the host forwards (and without them it does not), gone only after forwarding is restored.
 
 use super::{Executor, Outcome, SavedSysctls};
 use crate::firewall::GuestFilter;
@@ -53,6 +53,17 @@ impl Executor {
     pub(super) fn filter_after_forwarding(&mut self, wanted: &[Sysctl], outcome: &mut Outcome) {
         if wanted.is_empty() {
             outcome.errors.extend(self.firewall.delete());
+        }
+    }
+
+    /// The host sysctls to write: none while the tables are not in place, so that the saved
+    /// values are restored and the host never forwards for guests unfiltered (fail closed; the
+    /// failure is reported and retried).
+    pub(super) fn filtered<'a>(&self, wanted: &'a [Sysctl]) -> &'a [Sysctl] {
+        if wanted.is_empty() || self.firewall.is_installed() {
+            wanted
+        } else {
+            &[]
         }
     }
 

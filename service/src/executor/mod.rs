@@ -240,7 +240,7 @@ impl Kernel for Executor {
     ) -> Outcome {
         let mut outcome = Outcome::default();
         self.sync_filter(desired, saved, &mut outcome);
-        host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
+        host::sync(&self.sysctls, self.filtered(&desired.host_sysctls), saved, &mut outcome);
         let sweep = desired.subnet.map_or(Sweep::All, Sweep::Inside);
         self.converge_routes(desired, taps, sweep, &mut outcome).await;
         self.sweep_filter(desired, &mut outcome);
@@ -263,7 +263,7 @@ impl Kernel for Executor {
     fn sync_host(&mut self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Outcome {
         let mut outcome = Outcome::default();
         self.filter_before_forwarding(wanted, saved, &mut outcome);
-        host::sync(&self.sysctls, wanted, saved, &mut outcome);
+        host::sync(&self.sysctls, self.filtered(wanted), saved, &mut outcome);
         self.filter_after_forwarding(wanted, &mut outcome);
         outcome
     }

@@ -41,7 +41,7 @@ impl Executor {
             let existing = by_name.remove(&spec.name);
             self.ensure_tap(spec, existing, &mut outcome).await;
         }
-        host::sync(&self.sysctls, &desired.host_sysctls, saved, &mut outcome);
+        host::sync(&self.sysctls, self.filtered(&desired.host_sysctls), saved, &mut outcome);
         let taps = started.elapsed();
         let indexes = std::mem::take(&mut outcome.tap_indexes);
         self.converge_routes(desired, &indexes, Sweep::All, &mut outcome).await;

@@ -75,6 +75,11 @@ impl Firewall {
         self.write_all(block_forwarding)
     }
 
+    /// Whether the tables are in place, as vmnetd last wrote them.
+    pub fn is_installed(&self) -> bool {
+        self.installed.is_some()
+    }
+
     /// The uplink the tables will name once they are written.
     pub fn set_uplink(&mut self, uplink: Option<String>) {
         self.uplink = uplink;
