@@ -94,7 +94,11 @@ impl Firewall {
     }
 
     fn write_all(&mut self, block_forwarding: bool) -> Result<(), String> {
-        let counts = self.counts().unwrap_or_default(); // a missing table counted nothing
+        // A missing table counted nothing; counts that cannot be read start again from 0.
+        let counts = self.counts().unwrap_or_else(|e| {
+            tracing::warn!("{e}: the counters start from 0");
+            BTreeMap::new()
+        });
         let mut elements: Vec<Element> = self.guests.values().flat_map(ruleset::guest_elements).collect();
         elements.extend(self.uplink.as_deref().map(ruleset::uplink_element));
         let tables = [ruleset::inet_table(block_forwarding), ruleset::arp_table()];
