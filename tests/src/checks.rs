@@ -37,14 +37,9 @@ impl World {
     /// follows a re-home sweeps (the old subnet's routes and proxy entries) a moment after the
     /// `Rehomed` signal.
     pub fn settled<T: PartialEq>(&self, read: impl Fn(&World) -> T, want: &T) -> T {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            let now = read(self);
-            if now == *want || std::time::Instant::now() >= deadline {
-                return now;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let step = std::time::Duration::from_millis(10);
+        crate::cmd::wait_until(std::time::Duration::from_secs(2), step, || read(self) == *want);
+        read(self)
     }
 
     /// vmnetd's proxy neighbour entries (protocol 118), as `ADDRESS dev DEV`, sorted.

@@ -16,6 +16,21 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
 
+/// `aa:bb:cc:dd:ee:ff` as bytes.
+pub fn mac_octets(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> =
+        text.trim().split(':').map(|b| u8::from_str_radix(b, 16).ok()).collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
+impl crate::World {
+    /// The MAC address of `dev` in netns `ns`.
+    pub fn mac_of(&self, ns: &str, dev: &str) -> [u8; 6] {
+        let out = self.exec_in(ns, &["cat", &format!("/sys/class/net/{dev}/address")]).expect("cat address");
+        mac_octets(&String::from_utf8_lossy(&out.stdout)).expect("a MAC in sysfs")
+    }
+}
+
 /// An Ethernet frame from `source` to `destination`.
 pub fn ethernet(destination: [u8; 6], source: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     [&destination[..], &source, &ethertype.to_be_bytes(), payload].concat()

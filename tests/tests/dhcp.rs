@@ -194,14 +194,6 @@ fn probing_skips_addresses_held_on_the_lan_and_announces_the_given_ones() {
     assert_eq!(client.guest_property("web", "Address").unwrap(), "203.0.113.200", ".201 answered there");
 }
 
-/// The MAC address of `dev` in netns `ns`.
-fn mac_of(world: &World, ns: &str, dev: &str) -> [u8; 6] {
-    let brief = world.ip(ns, &["-br", "link", "show", "dev", dev]).expect("ip link");
-    let text = brief.split_whitespace().nth(2).expect("a MAC in ip -br link");
-    let mac: Vec<u8> = text.split(':').map(|b| u8::from_str_radix(b, 16).expect("hex")).collect();
-    mac.try_into().expect("6 bytes")
-}
-
 /// Malformed IPv4/UDP/DHCP frames from `from` (a client address; 0.0.0.0 reaches the UDP
 /// socket, another address only the stale-request listener) to the DHCP server.
 fn malformed_dhcp_frames(to_mac: [u8; 6], from_mac: [u8; 6], from: Ipv4Addr, to: Ipv4Addr) -> Vec<Vec<u8>> {
@@ -240,10 +232,10 @@ fn malformed_frames_from_the_lan_and_a_guest_change_nothing_and_dhcp_keeps_servi
     let (guest, udhcpc) = leased_guest(&world, &client);
     let tap = client.guest_property("web", "Tap").unwrap();
 
-    let guest_mac = mac_of(&world, guest.ns(), "eth0");
-    let tap_mac = mac_of(&world, world.host_ns(), &tap);
+    let guest_mac = world.mac_of(guest.ns(), "eth0");
+    let tap_mac = world.mac_of(world.host_ns(), &tap);
     let (lan_mac, uplink_mac) =
-        (mac_of(&world, world.lan_ns(), LAN_DEV), mac_of(&world, world.host_ns(), UPLINK));
+        (world.mac_of(world.lan_ns(), LAN_DEV), world.mac_of(world.host_ns(), UPLINK));
     let (host, lan_client): (Ipv4Addr, Ipv4Addr) = (HOST_ADDR.parse().unwrap(), LAN_CLIENT.parse().unwrap());
     let stale = Ipv4Addr::new(203, 0, 113, 99);
     let unspecified = Ipv4Addr::UNSPECIFIED;

@@ -101,16 +101,6 @@ fn udp(text: &str) -> Vec<u8> {
         .concat()
 }
 
-fn mac_of(world: &World, ns: &str, dev: &str) -> [u8; 6] {
-    let out = world.exec_in(ns, &["cat", &format!("/sys/class/net/{dev}/address")]).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(text.trim().split(':')) {
-        *byte = u8::from_str_radix(part, 16).unwrap();
-    }
-    mac
-}
-
 #[test]
 fn guests_cannot_spoof_addresses_macs_or_arp_even_with_rp_filter_off() {
     require_root!();
@@ -127,8 +117,8 @@ fn guests_cannot_spoof_addresses_macs_or_arp_even_with_rp_filter_off() {
     world.set_sysctl(host, "net.ipv4.conf.vmt-web.rp_filter", "0").unwrap();
     let web = world.add_guest("vmt-web", &client.guest_property("web", "Mac").unwrap());
     let own: Ipv4Addr = web.configure_from(&client, "web").parse().unwrap();
-    let guest_mac = mac_of(&world, web.ns(), "eth0");
-    let tap_mac = mac_of(&world, host, "vmt-web");
+    let guest_mac = world.mac_of(web.ns(), "eth0");
+    let tap_mac = world.mac_of(host, "vmt-web");
     let received = world.dir().join("received");
     let sink = format!("OPEN:{},creat,append", received.display());
     world.spawn_in(world.lan_ns(), "udp-sink", &["socat", "-u", "UDP-RECV:9999", &sink]).unwrap();

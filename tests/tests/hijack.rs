@@ -6,7 +6,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use vmnet_tests::hostile::{router_advertisement, send_frames};
+use vmnet_tests::hostile::{mac_octets, router_advertisement, send_frames};
 use vmnet_tests::{kernel_config, require_root, World, LAN_DEV, UPLINK};
 
 /// `arping` from the LAN for `address`: the reply's round trip in ms, or `None` (no answer in 1 s).
@@ -88,10 +88,7 @@ fn a_guest_router_advertisement_gives_the_host_no_ipv6_address_or_route() {
     plain.ip(&["link", "set", "eth0", "up"]).expect("up");
     std::thread::sleep(Duration::from_millis(300)); // both taps have their carrier
 
-    let octets = |mac: &str| -> [u8; 6] {
-        let bytes: Vec<u8> = mac.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
-        bytes.try_into().expect("a MAC")
-    };
+    let octets = |mac: &str| mac_octets(mac).expect("a MAC");
     let from = "fe80::bad".parse().unwrap();
     let ra = |mac: &str, prefix: &str| router_advertisement(octets(mac), from, prefix.parse().unwrap());
     send_frames(plain.ns(), "eth0", vec![ra("0a:00:00:00:00:99", "2001:db8:99::")]).expect("RA");
