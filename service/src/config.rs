@@ -17,6 +17,28 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     pub arp: ArpConfig,
     pub limits: LimitsConfig,
+    pub ipv6: Ipv6Config,
+}
+
+/// Guests on the uplink's IPv6 prefix: Router Advertisements on their taps, their addresses
+/// learned and defended on the uplink, /128 routes and proxy NDP entries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ipv6Config {
+    pub enabled: bool,
+    /// How long Duplicate Address Detection on the uplink waits for a LAN host that holds a
+    /// guest's new address before the address is routed; 0 turns it off. It must stay well
+    /// under the guest's own DAD time (1 s by default) so a conflict reaches the guest in time.
+    pub dad_ms: u32,
+    /// A learned address the guest stops answering for is forgotten (its route and proxy
+    /// entry removed) after this long.
+    pub forget_unused_seconds: u32,
+}
+
+impl Default for Ipv6Config {
+    fn default() -> Self {
+        Self { enabled: true, dad_ms: 400, forget_unused_seconds: 300 }
+    }
 }
 
 /// What one user may ask for.
@@ -160,6 +182,18 @@ impl Config {
         if self.arp.probe_ms > 10_000 {
             return Err(format!("arp.probe_ms ({}) must be at most 10000", self.arp.probe_ms));
         }
+        if self.ipv6.dad_ms > 800 {
+            return Err(format!(
+                "ipv6.dad_ms ({}) must be at most 800: guests give up their own DAD after 1 s",
+                self.ipv6.dad_ms
+            ));
+        }
+        if !(3..=86_400).contains(&self.ipv6.forget_unused_seconds) {
+            return Err(format!(
+                "ipv6.forget_unused_seconds ({}) must be between 3 and 86400",
+                self.ipv6.forget_unused_seconds
+            ));
+        }
         let pool = &self.pool;
         if pool.first == 0 || pool.last == 0 || pool.first == -1 || pool.last == -1 {
             return Err("pool.first and pool.last cannot be the network (0) or broadcast (-1) address".into());
@@ -204,6 +238,7 @@ mod tests {
         assert_eq!(example.dhcp, defaults.dhcp);
         assert_eq!(example.arp, defaults.arp);
         assert_eq!(example.limits, defaults.limits);
+        assert_eq!(example.ipv6, defaults.ipv6);
     }
 
     #[test]
@@ -245,6 +280,9 @@ mod tests {
             ("[dhcp]\nlease_seconds = 5", "dhcp.lease_seconds"),
             ("[dhcp]\nleases = 5", "leases"),
             ("[arp]\nprobe_ms = 100000", "arp.probe_ms"),
+            ("[ipv6]\ndad_ms = 1000", "ipv6.dad_ms"),
+            ("[ipv6]\nforget_unused_seconds = 1", "ipv6.forget_unused_seconds"),
+            ("[ipv6]\nenable = false", "enable"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text).unwrap_err();

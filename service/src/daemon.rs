@@ -20,6 +20,7 @@ use crate::config::{Config, SourceKind};
 use crate::dhcp::{self, Leases};
 use crate::executor::sysctl::Sysctls;
 use crate::executor::Executor;
+use crate::ndp::{self, Routers};
 use crate::netlink::Netlink;
 use crate::reconciler::notify::WorldNotifier;
 use crate::reconciler::{Inputs, Outputs, Reconciler};
@@ -33,6 +34,8 @@ use crate::view::ManagerView;
 const COMMAND_QUEUE: usize = 64;
 /// Decline notices queued; more are dropped by the DHCP server.
 const DECLINE_QUEUE: usize = 64;
+/// Guests' IPv6 addresses found (or unused) queued; more wait in the Neighbor Discovery task.
+const FOUND_QUEUE: usize = 64;
 const LOCK_FILE: &str = "lock";
 
 pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
@@ -66,6 +69,10 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
     let (leases, leases_reader) = watch::channel(Leases::default());
     let (declines, decline_queue) = mpsc::channel(DECLINE_QUEUE);
     let dhcp_task = config.dhcp.enabled.then(|| tokio::spawn(dhcp::run(leases_reader, declines)));
+    let (routers, routers_reader) = watch::channel(Routers::default());
+    let (found, found_queue) = mpsc::channel(FOUND_QUEUE);
+    let ipv6 = config.ipv6.clone();
+    let ndp_task = ipv6.enabled.then(|| tokio::spawn(ndp::router::run(routers_reader, found, ipv6)));
     let notifier = WorldNotifier {
         publisher: Publisher::new(connection.clone(), view_reader.clone(), carriers.now.clone()),
         announce: config.arp.announce,
@@ -79,18 +86,20 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
         state_file,
         state,
         first,
-        Outputs { view, ready, leases, notifier },
+        Outputs { view, ready, leases, routers, notifier },
     );
     reconciler.start().await;
     tracing::info!("vmnetd {} ready on {}", env!("CARGO_PKG_VERSION"), vmnet_dbus::BUS_NAME);
 
-    let inputs = Inputs { uplink, commands: command_queue, declines: decline_queue, taps: carriers };
+    let inputs =
+        Inputs { uplink, commands: command_queue, declines: decline_queue, ndp: found_queue, taps: carriers };
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     tokio::select! {
         () = reconciler.run(inputs) => Err("the reconciler stopped".into()),
         ended = netlink_task => Err(format!("the rtnetlink connection ended: {ended:?}")),
         ended = supervise(dhcp_task) => Err(format!("the DHCP server stopped: {ended:?}")),
+        ended = supervise(ndp_task) => Err(format!("the IPv6 Neighbor Discovery task stopped: {ended:?}")),
         _ = terminate.recv() => Ok(()),
         _ = interrupt.recv() => Ok(()),
     }
@@ -149,10 +158,10 @@ async fn configured_source(config: &Config, connection: &zbus::Connection) -> Re
             // and the executor's dumps must not make a reading of the uplink fail.
             let netlink = Netlink::connect_reader()
                 .map_err(|e| format!("cannot open rtnetlink for the uplink: {e}"))?;
-            Source::Kernel(KernelUplink::new(netlink, &config.uplink, interface))
+            Source::Kernel(KernelUplink::new(netlink, &config.uplink, interface, config.ipv6.enabled))
         }
         SourceKind::NetworkManager => Source::NetworkManager(
-            NmUplink::new(connection.clone(), &config.uplink)
+            NmUplink::new(connection.clone(), &config.uplink, config.ipv6.enabled)
                 .await
                 .map_err(|e| format!("NetworkManager source: {e}"))?,
         ),

@@ -5,6 +5,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model6::{Prefix6, Uplink6};
+
 /// An IPv4 subnet, always stored with its host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -106,6 +108,8 @@ pub struct Uplink {
     /// The network's identity as the source knows it (NetworkManager: the connection profile's
     /// UUID); another one means another network even in the same subnet.
     pub connection: Option<String>,
+    /// Its IPv6, when it has an address in a /64 (and IPv6 is not turned off).
+    pub ipv6: Option<Uplink6>,
 }
 
 impl Uplink {

@@ -2,6 +2,7 @@
 //! `ListGuests` are answered from it.
 
 use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
 
 use vmnet_dbus::{guest_state, manager_state, GuestRow};
 
@@ -16,6 +17,10 @@ pub struct ManagerView {
     pub subnet: String,
     pub gateway: String,
     pub nameservers: Vec<String>,
+    /// The uplink's IPv6 prefix guests are on ("" without IPv6), its router, its DNS servers.
+    pub prefix6: String,
+    pub gateway6: String,
+    pub nameservers6: Vec<String>,
     /// Kernel operations that failed and are retried.
     pub problems: Vec<String>,
     pub guests: BTreeMap<String, GuestView>,
@@ -32,6 +37,8 @@ pub struct GuestView {
     /// Why the guest is not active ("" when it is).
     pub reason: String,
     pub qmp: String,
+    /// Its IPv6 addresses that are routed.
+    pub addresses6: Vec<String>,
 }
 
 impl Default for ManagerView {
@@ -43,6 +50,9 @@ impl Default for ManagerView {
             subnet: String::new(),
             gateway: String::new(),
             nameservers: Vec::new(),
+            prefix6: String::new(),
+            gateway6: String::new(),
+            nameservers6: Vec::new(),
             problems: Vec::new(),
             guests: BTreeMap::new(),
         }
@@ -53,10 +63,12 @@ impl ManagerView {
     /// The view of `uplink` and of every guest with its address status.
     pub fn new<'a>(
         uplink: Option<&Uplink>,
-        guests: impl IntoIterator<Item = (&'a Guest, AddressStatus)>,
+        guests: impl IntoIterator<Item = (&'a Guest, AddressStatus, Vec<Ipv6Addr>)>,
     ) -> Self {
-        let guests =
-            guests.into_iter().map(|(g, status)| (g.name.clone(), GuestView::new(g, status))).collect();
+        let guests = guests
+            .into_iter()
+            .map(|(g, status, addresses6)| (g.name.clone(), GuestView::new(g, status, addresses6)))
+            .collect();
         let Some(up) = uplink else {
             return Self { guests, ..Self::default() };
         };
@@ -67,6 +79,13 @@ impl ManagerView {
             subnet: up.subnet().to_string(),
             gateway: up.gateway.map(|g| g.to_string()).unwrap_or_default(),
             nameservers: up.nameservers.iter().map(|n| n.to_string()).collect(),
+            prefix6: up.ipv6.as_ref().map(|v6| v6.prefix.to_string()).unwrap_or_default(),
+            gateway6: up.ipv6.as_ref().and_then(|v6| v6.gateway).map(|g| g.to_string()).unwrap_or_default(),
+            nameservers6: up
+                .ipv6
+                .as_ref()
+                .map(|v6| v6.nameservers.iter().map(|n| n.to_string()).collect())
+                .unwrap_or_default(),
             problems: Vec::new(),
             guests,
         }
@@ -81,6 +100,9 @@ impl ManagerView {
             subnet: self.subnet.clone(),
             gateway: self.gateway.clone(),
             nameservers: self.nameservers.clone(),
+            prefix6: self.prefix6.clone(),
+            gateway6: self.gateway6.clone(),
+            nameservers6: self.nameservers6.clone(),
             problems: self.problems.clone(),
             guests: BTreeMap::new(),
         }
@@ -101,7 +123,7 @@ impl ManagerView {
 }
 
 impl GuestView {
-    pub fn new(guest: &Guest, status: AddressStatus) -> Self {
+    pub fn new(guest: &Guest, status: AddressStatus, addresses6: Vec<Ipv6Addr>) -> Self {
         let (address, state, reason) = match status {
             AddressStatus::Active(address) => (address.to_string(), guest_state::ACTIVE, String::new()),
             AddressStatus::Offline => {
@@ -118,6 +140,7 @@ impl GuestView {
             state,
             reason,
             qmp: guest.qmp.clone().unwrap_or_default(),
+            addresses6: addresses6.iter().map(|a| a.to_string()).collect(),
         }
     }
 }

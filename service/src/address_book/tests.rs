@@ -46,6 +46,7 @@ pub fn uplink(address: &str, prefix_len: u8, gateway: &str) -> Uplink {
         nameservers: vec![],
         domains: vec![],
         connection: None,
+        ipv6: None,
     }
 }
 

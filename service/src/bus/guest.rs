@@ -63,6 +63,12 @@ impl GuestObject {
         self.read(|g| g.reason.clone())
     }
 
+    /// Its IPv6 addresses that are routed (learned from its own Neighbor Discovery).
+    #[zbus(property)]
+    fn addresses6(&self) -> Vec<String> {
+        self.read(|g| g.addresses6.clone())
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn qmp(&self) -> String {
         self.read(|g| g.qmp.clone())

@@ -163,6 +163,21 @@ impl Manager {
     }
 
     #[zbus(property)]
+    async fn prefix6(&self) -> String {
+        self.read(|v| v.prefix6.clone()).await
+    }
+
+    #[zbus(property)]
+    async fn gateway6(&self) -> String {
+        self.read(|v| v.gateway6.clone()).await
+    }
+
+    #[zbus(property)]
+    async fn nameservers6(&self) -> Vec<String> {
+        self.read(|v| v.nameservers6.clone()).await
+    }
+
+    #[zbus(property)]
     async fn problems(&self) -> Vec<String> {
         self.read(|v| v.problems.clone()).await
     }

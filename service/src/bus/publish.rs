@@ -79,6 +79,9 @@ impl Publisher {
         if before.reason != guest.reason {
             object.state_reason_changed(emitter).await?;
         }
+        if before.addresses6 != guest.addresses6 {
+            object.addresses6_changed(emitter).await?;
+        }
         Ok(())
     }
 
@@ -115,6 +118,15 @@ impl Publisher {
         }
         if old.nameservers != new.nameservers {
             manager.nameservers_changed(emitter).await?;
+        }
+        if old.prefix6 != new.prefix6 {
+            manager.prefix6_changed(emitter).await?;
+        }
+        if old.gateway6 != new.gateway6 {
+            manager.gateway6_changed(emitter).await?;
+        }
+        if old.nameservers6 != new.nameservers6 {
+            manager.nameservers6_changed(emitter).await?;
         }
         if old.problems != new.problems {
             manager.problems_changed(emitter).await?;

@@ -1,18 +1,19 @@
 //! One guest's kernel state: its tap (created persistent and owned by the guest's user, its
-//! own sysctls written, then up with the uplink's MTU), the /32 route to it and the uplink's
-//! proxy entry for its address.
+//! own sysctls written, then up with the uplink's MTU, with its router link-local while the
+//! uplink has IPv6), the /32 and /128 routes to it and the uplink's proxy entries for its
+//! addresses.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{tun, Executor, Outcome};
-use crate::netlink::{Link, Route, VMNET_ROUTE_PROTOCOL};
+use crate::netlink::{host_prefix_len, Link, Route, VMNET_ROUTE_PROTOCOL};
 use crate::planner::{GuestPlan, HostRoute, TapSpec};
 
 impl Executor {
     pub(super) async fn set_up_guest(
         &mut self,
         plan: &GuestPlan,
-        previous: Option<&HostRoute>,
+        previous: &[HostRoute],
         outcome: &mut Outcome,
     ) {
         // Before the tap exists (or changes address): its frames are filtered from the first.
@@ -26,15 +27,15 @@ impl Executor {
             }
         };
         let Some(link) = self.ensure_tap(&plan.tap, existing, outcome).await else { return };
-        if let Some(route) = &plan.route {
+        for route in &plan.routes {
             match self.netlink.replace_host_route(route.address, link.index).await {
                 Ok(()) => outcome.routes_set += 1,
                 Err(e) => outcome.error(e),
             }
             self.add_proxy(route, outcome).await;
         }
-        let wanted = plan.route.as_ref().map(|r| r.address);
-        if let Some(old) = previous.filter(|old| Some(old.address) != wanted) {
+        let wanted = |old: &&HostRoute| plan.routes.iter().any(|r| r.address == old.address);
+        for old in previous.iter().filter(|old| !wanted(old)) {
             match self.netlink.delete_route(&host_route(old.address, Some(link.index))).await {
                 Ok(()) => outcome.routes_removed += 1,
                 Err(e) => outcome.error(e),
@@ -59,6 +60,11 @@ impl Executor {
             }
             Err(e) => Err(e),
         };
+        if let (Ok(link), Some(router)) = (&set_up, spec.router6) {
+            if let Err(e) = self.netlink.replace_link_local(link.index, router).await {
+                outcome.error(e);
+            }
+        }
         match set_up {
             Ok(link) => {
                 outcome.tap_indexes.insert(spec.name.clone(), link.index);
@@ -131,17 +137,12 @@ impl Executor {
         }
     }
 
-    pub(super) async fn take_down_guest(
-        &mut self,
-        tap: &str,
-        route: Option<&HostRoute>,
-        outcome: &mut Outcome,
-    ) {
+    pub(super) async fn take_down_guest(&mut self, tap: &str, routes: &[HostRoute], outcome: &mut Outcome) {
         let link = match self.netlink.link_by_name(tap).await {
             Ok(link) => link,
             Err(e) => return outcome.error(e),
         };
-        if let Some(route) = route {
+        for route in routes {
             match self.netlink.delete_route(&host_route(route.address, link.as_ref().map(|l| l.index))).await
             {
                 Ok(()) => outcome.routes_removed += 1,
@@ -158,7 +159,8 @@ impl Executor {
     }
 }
 
-/// One of vmnetd's /32 routes, as the kernel matches it for deletion.
-fn host_route(address: Ipv4Addr, oif: Option<u32>) -> Route {
-    Route { destination: address, prefix_len: 32, oif, gateway: None, protocol: VMNET_ROUTE_PROTOCOL }
+/// One of vmnetd's /32 or /128 routes, as the kernel matches it for deletion.
+fn host_route(address: IpAddr, oif: Option<u32>) -> Route {
+    let prefix_len = host_prefix_len(address);
+    Route { destination: address, prefix_len, oif, gateway: None, protocol: VMNET_ROUTE_PROTOCOL }
 }

@@ -16,13 +16,13 @@ pub mod tun;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use futures::{stream, FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
 use crate::firewall::Firewall;
-use crate::model::Subnet;
+use crate::model::{Prefix6, Subnet};
 use crate::netlink::{self, Netlink};
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
 use sysctl::Sysctls;
@@ -73,17 +73,18 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 enum Sweep {
     All,
-    /// Only those for addresses inside the uplink's subnet, where a stale one would answer
-    /// for, or route away, a LAN host's address; the others (the old subnet's, after a
-    /// re-home) wait for the full sync that follows.
-    Inside(Subnet),
+    /// Only those for addresses inside the uplink's subnet and IPv6 prefix, where a stale one
+    /// would answer for, or route away, a LAN host's address; the others (the old network's,
+    /// after a re-home) wait for the full sync that follows.
+    Inside(Subnet, Option<Prefix6>),
 }
 
 impl Sweep {
-    fn covers(self, address: Ipv4Addr) -> bool {
-        match self {
-            Sweep::All => true,
-            Sweep::Inside(subnet) => subnet.contains(address),
+    fn covers(self, address: IpAddr) -> bool {
+        match (self, address) {
+            (Sweep::All, _) => true,
+            (Sweep::Inside(subnet, _), IpAddr::V4(v4)) => subnet.contains(v4),
+            (Sweep::Inside(_, prefix), IpAddr::V6(v6)) => prefix.is_some_and(|p| p.contains(v6)),
         }
     }
 }
@@ -129,17 +130,13 @@ pub trait Kernel {
         taps: &BTreeMap<String, u32>,
     ) -> impl Future<Output = Outcome>;
 
-    /// One guest's tap, tap sysctls, route and proxy entry. `previous` is the route it had:
-    /// it goes (with its proxy entry) when the address changed.
-    fn ensure_guest(
-        &mut self,
-        plan: &GuestPlan,
-        previous: Option<&HostRoute>,
-    ) -> impl Future<Output = Outcome>;
+    /// One guest's tap, tap sysctls, routes and proxy entries. `previous` are the routes it
+    /// had: those not planned any more go (with their proxy entries).
+    fn ensure_guest(&mut self, plan: &GuestPlan, previous: &[HostRoute]) -> impl Future<Output = Outcome>;
 
-    /// Removes one guest's route and proxy entry and takes its tap down (no frames pass from
-    /// then on); the tap itself is deleted in the background.
-    fn remove_guest(&mut self, tap: &str, route: Option<&HostRoute>) -> impl Future<Output = Outcome>;
+    /// Removes one guest's routes and proxy entries and takes its tap down (no frames pass
+    /// from then on); the tap itself is deleted in the background.
+    fn remove_guest(&mut self, tap: &str, routes: &[HostRoute]) -> impl Future<Output = Outcome>;
 
     /// Writes the host sysctls `wanted` and restores the saved ones that are not.
     fn sync_host(&mut self, wanted: &[Sysctl], saved: &mut SavedSysctls) -> Outcome;
@@ -241,22 +238,22 @@ impl Kernel for Executor {
         let mut outcome = Outcome::default();
         self.sync_filter(desired, saved, &mut outcome);
         host::sync(&self.sysctls, self.filtered(&desired.host_sysctls), saved, &mut outcome);
-        let sweep = desired.subnet.map_or(Sweep::All, Sweep::Inside);
+        let sweep = desired.subnet.map_or(Sweep::All, |subnet| Sweep::Inside(subnet, desired.prefix6));
         self.converge_routes(desired, taps, sweep, &mut outcome).await;
         self.sweep_filter(desired, &mut outcome);
         outcome
     }
 
-    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<&HostRoute>) -> Outcome {
+    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: &[HostRoute]) -> Outcome {
         let mut outcome = Outcome::default();
         self.finish_deleting(&plan.tap.name, &mut outcome).await;
         self.set_up_guest(plan, previous, &mut outcome).await;
         outcome
     }
 
-    async fn remove_guest(&mut self, tap: &str, route: Option<&HostRoute>) -> Outcome {
+    async fn remove_guest(&mut self, tap: &str, routes: &[HostRoute]) -> Outcome {
         let mut outcome = Outcome::default();
-        self.take_down_guest(tap, route, &mut outcome).await;
+        self.take_down_guest(tap, routes, &mut outcome).await;
         outcome
     }
 

@@ -2,7 +2,7 @@
 //! no longer wanted swept.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::{host, run_all, Executor, Outcome, SavedSysctls, Sweep};
 use crate::names::TAP_PREFIX;
@@ -76,23 +76,20 @@ impl Executor {
             Ok(routes) => routes,
             Err(e) => return outcome.error(e),
         };
-        let present: HashSet<(Ipv4Addr, u32)> = ours
-            .iter()
-            .filter(|r| r.prefix_len == 32)
-            .filter_map(|r| Some((r.destination, r.oif?)))
-            .collect();
+        let present: HashSet<(IpAddr, u32)> =
+            ours.iter().filter(|r| r.is_host_route()).filter_map(|r| Some((r.destination, r.oif?))).collect();
         // A route whose tap failed has no index: that failure is reported already.
-        let wanted: HashSet<(Ipv4Addr, u32)> =
+        let wanted: HashSet<(IpAddr, u32)> =
             desired.routes.iter().filter_map(|r| Some((r.address, *indexes.get(&r.tap)?))).collect();
-        let missing: Vec<(Ipv4Addr, u32)> = wanted.difference(&present).copied().collect();
-        let wanted_addresses: BTreeSet<Ipv4Addr> = wanted.iter().map(|(address, _)| *address).collect();
-        // A replaced route (same /32, other tap) is gone once the replacement is in.
+        let missing: Vec<(IpAddr, u32)> = wanted.difference(&present).copied().collect();
+        let wanted_addresses: BTreeSet<IpAddr> = wanted.iter().map(|(address, _)| *address).collect();
+        // A replaced route (same /32 or /128, other tap) is gone once the replacement is in.
         let stale: Vec<&Route> = ours
             .iter()
             .filter(|r| {
-                let keep =
-                    r.prefix_len == 32 && r.oif.is_some_and(|oif| wanted.contains(&(r.destination, oif)));
-                let replaced = r.prefix_len == 32 && wanted_addresses.contains(&r.destination);
+                let host = r.is_host_route();
+                let keep = host && r.oif.is_some_and(|oif| wanted.contains(&(r.destination, oif)));
+                let replaced = host && wanted_addresses.contains(&r.destination);
                 !keep && !replaced && sweep.covers(r.destination)
             })
             .collect();
@@ -102,6 +99,37 @@ impl Executor {
         outcome.routes_removed += run_all(stale.into_iter().map(|r| netlink.delete_route(r)), outcome).await;
         let routes = started.elapsed();
         self.converge_proxies(desired, sweep, outcome).await;
+        self.converge_router_addresses(desired, indexes, outcome).await;
         tracing::debug!(?routes, proxies = ?started.elapsed(), "routes and proxy entries converged");
+    }
+
+    /// Every tap holds exactly its planned router link-local (none without IPv6): one dump of
+    /// the link-local addresses of every link.
+    async fn converge_router_addresses(
+        &self,
+        desired: &Desired,
+        indexes: &BTreeMap<String, u32>,
+        outcome: &mut Outcome,
+    ) {
+        let wanted: HashMap<u32, Option<Ipv6Addr>> =
+            desired.taps.iter().filter_map(|tap| Some((*indexes.get(&tap.name)?, tap.router6))).collect();
+        let present = match self.netlink.link_local_addresses().await {
+            Ok(present) => present,
+            Err(e) => return outcome.error(e),
+        };
+        let present: HashSet<(u32, Ipv6Addr)> =
+            present.into_iter().filter(|(index, _)| wanted.contains_key(index)).collect();
+        let netlink = &self.netlink;
+        let missing = wanted
+            .iter()
+            .filter_map(|(index, router)| Some((*index, (*router)?)))
+            .filter(|key| !present.contains(key))
+            .map(|(index, router)| netlink.replace_link_local(index, router));
+        run_all(missing, outcome).await;
+        let stale = present
+            .iter()
+            .filter(|(index, address)| wanted.get(index).is_some_and(|router| *router != Some(*address)))
+            .map(|(index, address)| netlink.delete_link_local(*index, *address));
+        run_all(stale, outcome).await;
     }
 }

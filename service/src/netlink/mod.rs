@@ -17,7 +17,7 @@ use rtnetlink::Handle;
 
 pub use link::Link;
 pub use neighbour::Proxy;
-pub use route::{Route, VMNET_ROUTE_PROTOCOL};
+pub use route::{host_prefix_len, Route, VMNET_ROUTE_PROTOCOL};
 
 /// A failed netlink operation, naming what was attempted.
 #[derive(Debug, thiserror::Error)]

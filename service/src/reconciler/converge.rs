@@ -44,11 +44,10 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
                 self.unsaved.host = true;
             }
         }
+        self.forget_outside_prefix();
         let homed = started.elapsed();
-        let desired = planner::plan(
-            self.uplink.as_ref(),
-            self.guests.values().map(|g| (g, self.book.address(&g.name))),
-        );
+        let desired =
+            planner::plan(self.uplink.as_ref(), self.guests.values().map(|g| (g, self.addresses(&g.name))));
         match self.kernel.record_originals(&desired.host_sysctls, &mut self.saved) {
             Ok(grew) => self.unsaved.host |= grew,
             Err(e) => tracing::warn!("cannot record a sysctl before changing it: {e}"),

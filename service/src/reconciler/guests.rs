@@ -13,7 +13,7 @@ use crate::dhcp::Declined;
 use crate::executor::Kernel;
 use crate::model::Guest;
 use crate::names::{default_mac, tap_name};
-use crate::planner;
+use crate::planner::{self, Addresses};
 use crate::uplink::UplinkSource;
 
 impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> {
@@ -31,12 +31,12 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             return Err(Error::Failed(format!("could not add guest {name}: {reason}")));
         }
         let saved = started.elapsed();
-        let plan = planner::plan_guest(self.uplink.as_ref(), &guest, address);
-        let outcome = self.kernel.ensure_guest(&plan, None).await;
+        let plan = planner::plan_guest(self.uplink.as_ref(), &guest, Addresses::v4_only(address));
+        let outcome = self.kernel.ensure_guest(&plan, &[]).await;
         let applied = started.elapsed();
         if outcome.failed_taps.contains(&guest.tap) {
             let reason = outcome.errors.join("; ");
-            let cleanup = self.kernel.remove_guest(&guest.tap, plan.route.as_ref()).await;
+            let cleanup = self.kernel.remove_guest(&guest.tap, &plan.routes).await;
             self.forget_guest(&name);
             let _ = self.leave_host_settings();
             self.after_apply(&cleanup);
@@ -97,17 +97,18 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             return Err(Error::NotFound(format!("no guest named {name:?}")));
         };
         let number = self.book.number(name);
-        let address = self.book.address(name);
+        let routes = planner::plan_guest(self.uplink.as_ref(), &guest, self.addresses(name)).routes;
         self.book.release(name);
+        let learned6 = self.learned6.remove(name);
         self.unsaved.guest(name);
         if let Err(SaveFailed(reason)) = self.save() {
             // Nothing changed: the guest stays, as the state file says.
             self.book.reinstate(name, number);
+            self.learned6.extend(learned6.map(|learned| (name.to_owned(), learned)));
             self.guests.insert(name.to_owned(), guest);
             return Err(Error::Failed(format!("could not remove guest {name}: {reason}")));
         }
-        let route = planner::plan_guest(self.uplink.as_ref(), &guest, address).route;
-        let outcome = self.kernel.remove_guest(&guest.tap, route.as_ref()).await;
+        let outcome = self.kernel.remove_guest(&guest.tap, &routes).await;
         self.after_apply(&outcome);
         self.tap_indexes.remove(&guest.tap);
         self.given.remove(name);
@@ -128,9 +129,10 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let new = self.book.place(&name).await;
         self.unsaved.guest(&name);
         let _ = self.save();
-        let plan = planner::plan_guest(self.uplink.as_ref(), &guest, new);
-        let declined = planner::plan_guest(self.uplink.as_ref(), &guest, Some(address)).route;
-        let outcome = self.kernel.ensure_guest(&plan, declined.as_ref()).await;
+        let plan = planner::plan_guest(self.uplink.as_ref(), &guest, self.addresses(&name));
+        let declined = Addresses { v4: Some(address), ..self.addresses(&name) };
+        let declined = planner::plan_guest(self.uplink.as_ref(), &guest, declined).routes;
+        let outcome = self.kernel.ensure_guest(&plan, &declined).await;
         self.after_apply(&outcome);
         self.tap_indexes.extend(outcome.tap_indexes);
         match new {
@@ -167,8 +169,8 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
     async fn recreate_taps(&mut self, vanished: impl IntoIterator<Item = Guest>) {
         for guest in vanished {
             tracing::warn!("the tap {} of guest {} vanished: setting it up again", guest.tap, guest.name);
-            let plan = planner::plan_guest(self.uplink.as_ref(), &guest, self.book.address(&guest.name));
-            let outcome = self.kernel.ensure_guest(&plan, None).await;
+            let plan = planner::plan_guest(self.uplink.as_ref(), &guest, self.addresses(&guest.name));
+            let outcome = self.kernel.ensure_guest(&plan, &[]).await;
             self.after_apply(&outcome);
             self.tap_indexes.remove(&guest.tap);
             self.tap_indexes.extend(outcome.tap_indexes);

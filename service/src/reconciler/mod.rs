@@ -9,6 +9,7 @@
 
 mod converge;
 mod guests;
+mod ipv6;
 pub mod notify;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,8 @@ use crate::config::Config;
 use crate::dhcp::{Declined, LeaseParams, Leases, ServedTap, TapLease};
 use crate::executor::{Kernel, Outcome, SavedSysctls};
 use crate::model::{Guest, Subnet, Uplink};
+use crate::ndp::{Found, Routers};
+use crate::planner::{Addresses, Learned6, NO_ADDRESSES6};
 use crate::state::{ChangeRef, HostRef, State, StateFile, StateRef, StoredGuestRef};
 use crate::uplink::UplinkSource;
 use crate::view::{GuestView, ManagerView};
@@ -45,6 +48,8 @@ pub struct Inputs {
     pub uplink: watch::Receiver<Option<Uplink>>,
     pub commands: mpsc::Receiver<Command>,
     pub declines: mpsc::Receiver<Declined>,
+    /// Guests' IPv6 addresses found in use or unused, from the Neighbor Discovery task.
+    pub ndp: mpsc::Receiver<Found>,
     /// The taps that exist (with their carrier) and their changes, from rtnetlink link events.
     pub taps: TapFeed,
 }
@@ -55,6 +60,8 @@ pub struct Outputs<N> {
     /// Set once the first full view is published: D-Bus reads wait for it.
     pub ready: watch::Sender<bool>,
     pub leases: watch::Sender<Leases>,
+    /// What the Neighbor Discovery task advertises and defends.
+    pub routers: watch::Sender<Routers>,
     pub notifier: N,
 }
 
@@ -76,6 +83,8 @@ pub struct Reconciler<S, K, P, N> {
     retry: Option<(Instant, Duration)>,
     /// The address each guest was last given: a different one means re-home (QMP flap).
     given: BTreeMap<String, Ipv4Addr>,
+    /// The IPv6 addresses each guest was found using (routed while inside the uplink's prefix).
+    learned6: BTreeMap<String, Learned6>,
     /// The uplink moved to another network since the last full sync.
     new_network: bool,
     /// Kernel operations that failed since the last clean full sync (published as `Problems`).
@@ -125,6 +134,12 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             .iter()
             .filter_map(|g| Some((g.guest.name.clone(), state.last_subnet?.host(g.host_number?)?)))
             .collect();
+        let learned6 = state
+            .guests
+            .iter()
+            .filter(|g| !g.addresses6.is_empty())
+            .map(|g| (g.guest.name.clone(), g.addresses6.clone()))
+            .collect();
         Self {
             config,
             source,
@@ -140,6 +155,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             tap_indexes: BTreeMap::new(),
             retry: None,
             given,
+            learned6,
             new_network: false,
             problems: Vec::new(),
         }
@@ -158,6 +174,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let mut full_sync = tokio::time::interval_at(Instant::now() + FULL_SYNC_PERIOD, FULL_SYNC_PERIOD);
         full_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut declines_open = true;
+        let mut ndp_open = true;
         loop {
             let retry_at = self.retry.map(|(at, _)| at);
             tokio::select! {
@@ -181,6 +198,10 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                 declined = inputs.declines.recv(), if declines_open => match declined {
                     Some(declined) => self.declined(declined).await,
                     None => declines_open = false, // DHCP is off
+                },
+                found = inputs.ndp.recv(), if ndp_open => match found {
+                    Some(found) => self.found6(found).await,
+                    None => ndp_open = false, // IPv6 is off
                 },
                 update = inputs.taps.next() => match update {
                     Some(TapUpdate::Changed(change)) if change.after.is_none() => {
@@ -241,8 +262,8 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         if self.unsaved.is_empty() {
             return Ok(());
         }
-        let (guests, book, unsaved) = (&self.guests, &self.book, &self.unsaved);
-        let stored = |guest| StoredGuestRef { guest, host_number: book.number(&guest.name) };
+        let (guests, book, unsaved, learned6) = (&self.guests, &self.book, &self.unsaved, &self.learned6);
+        let stored = |guest| stored_guest(guest, book, learned6);
         let host = HostRef { saved_sysctls: &self.saved, last_subnet: self.last_subnet };
         let change = || ChangeRef {
             guests: unsaved.guests.iter().filter_map(|name| guests.get(name)).map(stored).collect(),
@@ -290,7 +311,12 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
     }
 
     fn guest_view(&self, name: &str) -> Option<GuestView> {
-        self.guests.get(name).map(|g| GuestView::new(g, self.book.status(name)))
+        self.guests.get(name).map(|g| GuestView::new(g, self.book.status(name), self.routed6(name)))
+    }
+
+    /// A guest's addresses as planned: the IPv4 one it was given, the IPv6 ones it uses.
+    fn addresses(&self, name: &str) -> Addresses<'_> {
+        Addresses { v4: self.book.address(name), v6: self.learned6.get(name).unwrap_or(&NO_ADDRESSES6) }
     }
 
     /// Publishes one guest's lease and view after a change of that guest alone.
@@ -309,6 +335,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             }
         });
         self.outputs.notifier.publish_guest(name, old.as_ref(), new.as_ref()).await;
+        self.publish_router_tap(tap);
         self.publish_problems().await;
     }
 
@@ -364,7 +391,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
                 keep
             });
             for guest in self.guests.values() {
-                let fresh = GuestView::new(guest, self.book.status(&guest.name));
+                let fresh = GuestView::new(guest, self.book.status(&guest.name), self.routed6(&guest.name));
                 match view.guests.get_mut(&guest.name) {
                     Some(old) if *old == fresh => {}
                     Some(old) => changes.push((
@@ -380,6 +407,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             }
         });
         self.outputs.ready.send_replace(true);
+        self.publish_routers();
         // The manager first: `Rehomed` tells clients the kernel has converged.
         self.outputs.notifier.publish(&old_header, &header, rehomed).await;
         for (name, old, new) in changes {
@@ -409,6 +437,19 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         if !fresh.is_empty() {
             self.outputs.notifier.announce(&interface, fresh);
         }
+    }
+}
+
+/// A guest as the state file keeps it.
+fn stored_guest<'a, P: Prober>(
+    guest: &'a Guest,
+    book: &AddressBook<P>,
+    learned6: &'a BTreeMap<String, Learned6>,
+) -> StoredGuestRef<'a> {
+    StoredGuestRef {
+        guest,
+        host_number: book.number(&guest.name),
+        addresses6: learned6.get(&guest.name).unwrap_or(&NO_ADDRESSES6),
     }
 }
 

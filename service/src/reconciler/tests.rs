@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -14,16 +14,17 @@ use crate::bus::NewGuest;
 use crate::carrier::{Carriers, TapFeed};
 use crate::executor::Outcome;
 use crate::model::Mac;
+use crate::ndp::Routers;
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
 use crate::view::GuestView;
 
 /// Every kernel call, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
-    SyncAll { routes: Vec<(Ipv4Addr, String)> },
-    SyncRoutes { routes: Vec<(Ipv4Addr, String)> },
-    EnsureGuest { tap: String, route: Option<Ipv4Addr>, previous: Option<Ipv4Addr> },
-    RemoveGuest { tap: String, route: Option<Ipv4Addr> },
+    SyncAll { routes: Vec<(IpAddr, String)> },
+    SyncRoutes { routes: Vec<(IpAddr, String)> },
+    EnsureGuest { tap: String, routes: Vec<IpAddr>, previous: Vec<IpAddr> },
+    RemoveGuest { tap: String, routes: Vec<IpAddr> },
     SyncHost(Vec<String>),
 }
 
@@ -78,16 +79,16 @@ impl Kernel for FakeKernel {
         Outcome::default()
     }
 
-    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: Option<&HostRoute>) -> Outcome {
-        let route = plan.route.as_ref().map(|r| r.address);
-        let previous = previous.map(|r| r.address);
-        self.calls.borrow_mut().push(Call::EnsureGuest { tap: plan.tap.name.clone(), route, previous });
+    async fn ensure_guest(&mut self, plan: &GuestPlan, previous: &[HostRoute]) -> Outcome {
+        let routes = plan.routes.iter().map(|r| r.address).collect();
+        let previous = previous.iter().map(|r| r.address).collect();
+        self.calls.borrow_mut().push(Call::EnsureGuest { tap: plan.tap.name.clone(), routes, previous });
         self.outcome_for([plan.tap.name.clone()])
     }
 
-    async fn remove_guest(&mut self, tap: &str, route: Option<&HostRoute>) -> Outcome {
-        let route = route.map(|r| r.address);
-        self.calls.borrow_mut().push(Call::RemoveGuest { tap: tap.into(), route });
+    async fn remove_guest(&mut self, tap: &str, routes: &[HostRoute]) -> Outcome {
+        let routes = routes.iter().map(|r| r.address).collect();
+        self.calls.borrow_mut().push(Call::RemoveGuest { tap: tap.into(), routes });
         Outcome::default()
     }
 
@@ -189,7 +190,8 @@ fn reconciler<'a>(
     config.arp.probe_ms = 200;
     let state_file = StateFile::new(&dir);
     let state = state_file.load().unwrap();
-    let outputs = Outputs { view, ready, leases, notifier };
+    let (routers, _) = watch::channel(Routers::default());
+    let outputs = Outputs { view, ready, leases, routers, notifier };
     let reconciler =
         Reconciler::new(config, FakeSource(up.clone()), kernel, lan, state_file, state, up, outputs);
     (reconciler, Bench { dir, calls, told, view: view_reader, leases: leases_reader })
@@ -230,10 +232,18 @@ fn adding_and_removing_a_guest_touches_only_that_guest() {
         [
             Call::SyncAll { routes: vec![] },
             Call::SyncHost(forward),
-            Call::EnsureGuest { tap: "vmt-web".into(), route: Some(ip("198.51.100.200")), previous: None },
-            Call::EnsureGuest { tap: "vmt-db".into(), route: Some(ip("198.51.100.201")), previous: None },
-            Call::RemoveGuest { tap: "vmt-web".into(), route: Some(ip("198.51.100.200")) },
-            Call::RemoveGuest { tap: "vmt-db".into(), route: Some(ip("198.51.100.201")) },
+            Call::EnsureGuest {
+                tap: "vmt-web".into(),
+                routes: vec![ip("198.51.100.200").into()],
+                previous: vec![]
+            },
+            Call::EnsureGuest {
+                tap: "vmt-db".into(),
+                routes: vec![ip("198.51.100.201").into()],
+                previous: vec![]
+            },
+            Call::RemoveGuest { tap: "vmt-web".into(), routes: vec![ip("198.51.100.200").into()] },
+            Call::RemoveGuest { tap: "vmt-db".into(), routes: vec![ip("198.51.100.201").into()] },
             Call::SyncHost(vec![]),
         ],
         "host settings with the first guest and after the last one only"
@@ -287,8 +297,10 @@ fn a_roam_rehomes_every_guest_and_asks_them_to_renew() {
         r.set_uplink(Some(office())).await;
         r.converge().await.unwrap();
     });
-    let routes =
-        vec![(ip("203.0.113.201"), "vmt-db".to_owned()), (ip("203.0.113.200"), "vmt-web".to_owned())];
+    let routes = vec![
+        (ip("203.0.113.201").into(), "vmt-db".to_owned()),
+        (ip("203.0.113.200").into(), "vmt-web".to_owned()),
+    ];
     assert_eq!(bench.calls.borrow().last(), Some(&Call::SyncAll { routes }));
     let told = bench.told.borrow();
     assert_eq!(told.rehomed, [("198.51.100.0/24".to_owned(), "203.0.113.0/24".to_owned())]);
@@ -332,8 +344,8 @@ fn a_declined_address_moves_only_that_guest() {
     let calls = bench.calls.borrow();
     let moved = Call::EnsureGuest {
         tap: "vmt-web".into(),
-        route: Some(ip("198.51.100.202")),
-        previous: Some(ip("198.51.100.200")),
+        routes: vec![ip("198.51.100.202").into()],
+        previous: vec![ip("198.51.100.200").into()],
     };
     assert_eq!(calls.last(), Some(&moved));
     assert_eq!(calls.iter().filter(|c| matches!(c, Call::SyncAll { .. })).count(), 1, "no full sync");
@@ -373,7 +385,7 @@ fn a_roam_is_applied_even_when_the_state_cannot_be_written_and_the_write_is_retr
     let result = run(r.converge());
     std::fs::remove_file(&bench.dir).unwrap();
     assert!(result.is_err(), "the failed write is reported");
-    let routes = vec![(ip("203.0.113.200"), "vmt-web".to_owned())];
+    let routes = vec![(ip("203.0.113.200").into(), "vmt-web".to_owned())];
     assert_eq!(
         bench.calls.borrow().last(),
         Some(&Call::SyncAll { routes }),
@@ -402,8 +414,9 @@ fn the_loop_coalesces_uplink_changes_and_serves_commands() {
         let (reply, answer) = oneshot::channel();
         commands_tx.send(Command::AddGuest(new_guest("web"), reply)).await.unwrap();
         // Every input stays open: the loop runs until the time is up, which is plenty for both.
+        let (_found_tx, ndp) = mpsc::channel(1);
         let inputs =
-            Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx, taps: taps_rx };
+            Inputs { uplink: uplink_rx, commands: commands_rx, declines: declines_rx, ndp, taps: taps_rx };
         let stopped = tokio::time::timeout(std::time::Duration::from_millis(500), r.run(inputs)).await;
         assert!(stopped.is_err(), "the loop ran until the time was up");
         assert!(answer.await.unwrap().is_ok());
@@ -473,8 +486,11 @@ fn a_tap_deleted_from_outside_is_set_up_again() {
         let present: Carriers = [("vmt-db".to_owned(), false)].into();
         r.recreate_vanished_taps(&present).await;
     });
-    let again =
-        Call::EnsureGuest { tap: "vmt-web".into(), route: Some(ip("198.51.100.200")), previous: None };
+    let again = Call::EnsureGuest {
+        tap: "vmt-web".into(),
+        routes: vec![ip("198.51.100.200").into()],
+        previous: vec![],
+    };
     assert_eq!(bench.calls.borrow().last(), Some(&again), "only the vanished tap");
     assert!(bench.leases.borrow().taps.contains_key("vmt-web"), "served again");
 
@@ -483,7 +499,11 @@ fn a_tap_deleted_from_outside_is_set_up_again() {
     run(r.recreate_vanished_tap("vmt-other"));
     assert_eq!(bench.calls.borrow().len(), calls, "not a guest's tap: nothing");
     run(r.recreate_vanished_tap("vmt-db"));
-    let again = Call::EnsureGuest { tap: "vmt-db".into(), route: Some(ip("198.51.100.201")), previous: None };
+    let again = Call::EnsureGuest {
+        tap: "vmt-db".into(),
+        routes: vec![ip("198.51.100.201").into()],
+        previous: vec![],
+    };
     assert_eq!(bench.calls.borrow().last(), Some(&again));
 }
 
@@ -501,7 +521,8 @@ fn guests_and_addresses_survive_a_restart() {
     let (view, _) = watch::channel(ManagerView::default());
     let (leases, _) = watch::channel(Leases::default());
     let (ready, _) = watch::channel(false);
-    let outputs = Outputs { view, ready, leases, notifier: FakeNotifier::default() };
+    let (routers, _) = watch::channel(Routers::default());
+    let outputs = Outputs { view, ready, leases, routers, notifier: FakeNotifier::default() };
     let kernel = FakeKernel::default();
     let calls = kernel.calls.clone();
     let mut again = Reconciler::new(
@@ -515,6 +536,9 @@ fn guests_and_addresses_survive_a_restart() {
         outputs,
     );
     run(again.start());
-    assert_eq!(*calls.borrow(), [Call::SyncAll { routes: vec![(ip("198.51.100.200"), "vmt-web".into())] }]);
+    assert_eq!(
+        *calls.borrow(),
+        [Call::SyncAll { routes: vec![(ip("198.51.100.200").into(), "vmt-web".into())] }]
+    );
     assert_eq!(lan.probed.borrow().len(), probes, "its address was probed before the restart");
 }

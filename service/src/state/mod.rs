@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::SavedSysctls;
 use crate::model::{Guest, Subnet};
+use crate::planner::Learned6;
 
 const SNAPSHOT: &str = "state.json";
 const JOURNAL: &str = "journal.jsonl";
@@ -64,6 +65,8 @@ pub struct StoredGuestRef<'a> {
     #[serde(flatten)]
     pub guest: &'a Guest,
     pub host_number: Option<u32>,
+    #[serde(skip_serializing_if = "Learned6::is_empty")]
+    pub addresses6: &'a Learned6,
 }
 
 /// A guest and the place of its address in the uplink's subnet (kept across re-homes when it
@@ -73,6 +76,9 @@ pub struct StoredGuest {
     #[serde(flatten)]
     pub guest: Guest,
     pub host_number: Option<u32>,
+    /// The IPv6 addresses it was found using (and that were routed), in the uplink's prefix.
+    #[serde(default, skip_serializing_if = "Learned6::is_empty")]
+    pub addresses6: Learned6,
 }
 
 /// What changed since the last write: guests added or changed (whole), guests removed, and

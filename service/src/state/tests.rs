@@ -45,7 +45,11 @@ impl Book {
             guests: self
                 .guests
                 .values()
-                .map(|(guest, host_number)| StoredGuest { guest: guest.clone(), host_number: *host_number })
+                .map(|(guest, host_number)| StoredGuest {
+                    guest: guest.clone(),
+                    host_number: *host_number,
+                    addresses6: Default::default(),
+                })
                 .collect(),
             saved_sysctls: self.saved.clone(),
             last_subnet: self.last_subnet,
@@ -54,7 +58,7 @@ impl Book {
 }
 
 fn stored((guest, host_number): &(Guest, Option<u32>)) -> StoredGuestRef<'_> {
-    StoredGuestRef { guest, host_number: *host_number }
+    StoredGuestRef { guest, host_number: *host_number, addresses6: &crate::planner::NO_ADDRESSES6 }
 }
 
 fn without_generation(mut state: State) -> State {

@@ -2,6 +2,8 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -10,13 +12,14 @@ use futures::StreamExt;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkAttribute;
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::MulticastGroup;
 use tokio::sync::watch;
 
 use super::{first_reading, resolv};
 use crate::config::UplinkConfig;
 use crate::model::Uplink;
+use crate::model6;
 use crate::netlink::Netlink;
 
 type Notifications = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, rtnetlink::sys::SocketAddr)>;
@@ -30,16 +33,23 @@ pub struct KernelUplink {
     nameservers: Vec<Ipv4Addr>,
     domains: Vec<String>,
     resolv_conf: PathBuf,
+    /// Whether the uplink's IPv6 is read at all (`[ipv6] enabled`).
+    ipv6: bool,
+    /// The interface's index as last read (0: unknown): IPv6 address notifications name
+    /// their link by index only.
+    index: Arc<AtomicU32>,
 }
 
 impl KernelUplink {
-    pub fn new(netlink: Netlink, config: &UplinkConfig, interface: String) -> Self {
+    pub fn new(netlink: Netlink, config: &UplinkConfig, interface: String, ipv6: bool) -> Self {
         Self {
             netlink,
             interface,
             nameservers: config.nameservers.clone(),
             domains: config.domains.clone(),
             resolv_conf: config.resolv_conf.clone(),
+            ipv6,
+            index: Arc::default(),
         }
     }
 
@@ -47,6 +57,7 @@ impl KernelUplink {
         let Some(link) = self.netlink.link_by_name(&self.interface).await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
+        self.index.store(link.index, Ordering::Relaxed);
         // Without carrier (disassociated, cable out) the uplink is offline: when it returns it
         // may be on another network with the same subnet.
         if !link.up || !link.lower_up {
@@ -61,6 +72,14 @@ impl KernelUplink {
         let nameservers =
             if self.nameservers.is_empty() { resolv.nameservers } else { self.nameservers.clone() };
         let domains = if self.domains.is_empty() { resolv.domains } else { self.domains.clone() };
+        let ipv6 = match self.ipv6 {
+            true => {
+                let addresses = self.netlink.ipv6_addresses(link.index).await.map_err(|e| e.to_string())?;
+                let gateway = self.netlink.default_gateway6(link.index).await.map_err(|e| e.to_string())?;
+                model6::from_addresses(addresses, gateway, resolv.nameservers6)
+            }
+            false => None,
+        };
         Ok(Some(Uplink {
             interface: link.name,
             address,
@@ -70,6 +89,7 @@ impl KernelUplink {
             nameservers,
             domains,
             connection: None,
+            ipv6,
         }))
     }
 
@@ -81,7 +101,8 @@ impl KernelUplink {
         let (latest, reader) = watch::channel(first_reading(self.read_uplink()).await);
         tokio::spawn(async move {
             loop {
-                let relevant = match next_burst(&mut notifications, &self.interface).await {
+                let uplink = (self.interface.as_str(), self.index.load(Ordering::Relaxed));
+                let relevant = match next_burst(&mut notifications, uplink).await {
                     Some(relevant) => relevant,
                     None => {
                         tracing::warn!("rtnetlink notifications ended; subscribing again");
@@ -111,7 +132,13 @@ impl KernelUplink {
 }
 
 fn subscribe() -> std::io::Result<Notifications> {
-    let groups = [MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv4Route];
+    let groups = [
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Ifaddr,
+        MulticastGroup::Ipv6Route,
+    ];
     let (connection, _, notifications) = rtnetlink::new_multicast_connection(&groups)?;
     tokio::spawn(connection);
     Ok(notifications)
@@ -119,19 +146,19 @@ fn subscribe() -> std::io::Result<Notifications> {
 
 /// Waits for a notification and drains the rest of its burst; returns whether any of them
 /// concerns the uplink, `None` when the stream ended.
-async fn next_burst(notifications: &mut Notifications, interface: &str) -> Option<bool> {
+async fn next_burst(notifications: &mut Notifications, uplink: (&str, u32)) -> Option<bool> {
     let (message, _) = notifications.next().await?;
-    let mut relevant = is_relevant(&message.payload, interface);
+    let mut relevant = is_relevant(&message.payload, uplink);
     while let Ok(Some((more, _))) = tokio::time::timeout(BURST, notifications.next()).await {
-        relevant |= is_relevant(&more.payload, interface);
+        relevant |= is_relevant(&more.payload, uplink);
     }
     Some(relevant)
 }
 
-/// Changes of the uplink's link and IPv4 addresses, and of default routes, or lost
-/// notifications. Not vmnetd's own taps and host routes, which change by the thousand during a
-/// re-home.
-fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>, interface: &str) -> bool {
+/// Changes of the uplink's link and addresses (by name, `index` for IPv6: 0 if unknown), and
+/// of default routes, or lost notifications. Not vmnetd's own taps, their router link-locals
+/// and host routes, which change by the thousand during a re-home.
+fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>, (interface, index): (&str, u32)) -> bool {
     let message = match payload {
         NetlinkPayload::InnerMessage(message) => message,
         NetlinkPayload::Overrun(_) => return true,
@@ -143,6 +170,11 @@ fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>, interface: &str) -
         }
         RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l) => {
             l.attributes.iter().any(|a| matches!(a, LinkAttribute::IfName(name) if name == interface))
+        }
+        RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m)
+            if m.header.family == AddressFamily::Inet6 =>
+        {
+            index == 0 || m.header.index == index
         }
         // IPv4 addresses carry their interface's name (or "name:alias") as label.
         RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => m.attributes.iter().any(|a| {

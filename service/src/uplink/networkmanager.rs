@@ -9,7 +9,7 @@
 //! of signals leaves one value for the reconciler.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,20 +20,29 @@ use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant};
 
 use super::first_reading;
 use crate::config::UplinkConfig;
-use crate::model::Uplink;
+use crate::model::{Uplink, Uplink6};
+use crate::model6;
 
 const NM: &str = "org.freedesktop.NetworkManager";
 const NM_PATH: &str = "/org/freedesktop/NetworkManager";
 const ACTIVE_CONNECTION: &str = "org.freedesktop.NetworkManager.Connection.Active";
 const DEVICE: &str = "org.freedesktop.NetworkManager.Device";
 const IP4_CONFIG: &str = "org.freedesktop.NetworkManager.IP4Config";
+const IP6_CONFIG: &str = "org.freedesktop.NetworkManager.IP6Config";
 /// NM_ACTIVE_CONNECTION_STATE_ACTIVATING and _ACTIVATED.
 const ACTIVATING: u32 = 1;
 const ACTIVATED: u32 = 2;
 /// Interfaces whose property changes can change the uplink. Others (statistics, access point
 /// signal strength, scans) change often and never matter here.
-const RELEVANT: [&str; 5] =
-    [NM, ACTIVE_CONNECTION, DEVICE, IP4_CONFIG, "org.freedesktop.NetworkManager.DHCP4Config"];
+const RELEVANT: [&str; 7] = [
+    NM,
+    ACTIVE_CONNECTION,
+    DEVICE,
+    IP4_CONFIG,
+    IP6_CONFIG,
+    "org.freedesktop.NetworkManager.DHCP4Config",
+    "org.freedesktop.NetworkManager.DHCP6Config",
+];
 /// Signals of one NM state change arrive within a few ms of each other: read after a pause.
 const QUIET: Duration = Duration::from_millis(1);
 
@@ -47,10 +56,12 @@ pub struct NmUplink {
     interface: Option<String>,
     nameservers: Vec<Ipv4Addr>,
     domains: Vec<String>,
+    /// Whether the uplink's IPv6 is read at all (`[ipv6] enabled`).
+    ipv6: bool,
 }
 
 impl NmUplink {
-    pub async fn new(connection: Connection, config: &UplinkConfig) -> zbus::Result<Self> {
+    pub async fn new(connection: Connection, config: &UplinkConfig, ipv6: bool) -> zbus::Result<Self> {
         let bus = DBusProxy::new(&connection).await?;
         Ok(Self {
             connection,
@@ -59,6 +70,7 @@ impl NmUplink {
             interface: config.interface.clone(),
             nameservers: config.nameservers.clone(),
             domains: config.domains.clone(),
+            ipv6,
         })
     }
 
@@ -160,6 +172,10 @@ impl NmUplink {
             self.domains.clone()
         };
         let mtu = take(&device, "Mtu").unwrap_or(1500);
+        let ipv6 = match self.ipv6 {
+            true => self.read_ip6(&device).await?,
+            false => None,
+        };
         // Named once activated: while the next connection activates, the device may still
         // hold the previous network's address.
         let profile =
@@ -173,7 +189,29 @@ impl NmUplink {
             nameservers,
             domains,
             connection: profile,
+            ipv6,
         }))
+    }
+
+    /// The device's IPv6 from its IP6Config: a global address in a /64, the gateway, the DNS
+    /// servers (search domains are shared with IPv4's).
+    async fn read_ip6(&self, device: &Properties) -> zbus::Result<Option<Uplink6>> {
+        let Some(path) = take::<OwnedObjectPath>(device, "Ip6Config").filter(|p| p.as_str() != "/") else {
+            return Ok(None);
+        };
+        let ip6 = self.properties(&path, IP6_CONFIG).await?;
+        let addresses: Vec<Properties> = take(&ip6, "AddressData").unwrap_or_default();
+        let addresses = addresses.iter().filter_map(|a| {
+            let address: Ipv6Addr = take::<String>(a, "address")?.parse().ok()?;
+            Some((address, u8::try_from(take::<u32>(a, "prefix")?).ok()?))
+        });
+        let gateway = take::<String>(&ip6, "Gateway").and_then(|g| g.parse().ok());
+        let nameservers: Vec<Vec<u8>> = take(&ip6, "Nameservers").unwrap_or_default();
+        let nameservers = nameservers
+            .iter()
+            .filter_map(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok().map(Ipv6Addr::from))
+            .collect();
+        Ok(model6::from_addresses(addresses, gateway, nameservers))
     }
 
     /// Follows NM's signals (and NM coming and going); after each burst the uplink is read
