@@ -15,6 +15,7 @@ pub mod executor;
 pub mod firewall;
 pub mod model;
 pub mod names;
+pub mod ndp;
 pub mod netlink;
 pub mod packet;
 pub mod planner;
