@@ -15,9 +15,21 @@ libfuzzer_sys::fuzz_target!(|packet: &[u8]| {
                 return;
             }
         }
-        Ndp::NeighborAdvertisement { source, destination, target, target_mac: Some(mac), router, solicited, override_ } => {
-            message::neighbor_advertisement(source, destination, target, mac, NaFlags { router, solicited, override_ })
-        }
+        Ndp::NeighborAdvertisement {
+            source,
+            destination,
+            target,
+            target_mac: Some(mac),
+            router,
+            solicited,
+            override_,
+        } => message::neighbor_advertisement(
+            source,
+            destination,
+            target,
+            mac,
+            NaFlags { router, solicited, override_ },
+        ),
         _ => return,
     };
     assert_eq!(message::parse(&again), Ok(ndp));
