@@ -3,6 +3,7 @@
 fuzz target in the interesting places (valid messages of every kind, and the malformed shapes
 that were bugs). Run it after changing it; the seeds are committed. Inputs that crashed a
 target (seeds/<target>/crash-*, each also a unit test) are kept as they are."""
+import ipaddress
 import pathlib
 import struct
 
@@ -77,6 +78,60 @@ ARP = {
     "truncated": arp(2, OTHER, GUEST, SERVER)[:27],
 }
 
+def icmpv6_checksum(source, destination, icmp):
+    data = source + destination + struct.pack("!I3xB", len(icmp), 58) + icmp + b"\0" * (len(icmp) % 2)
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv6_icmp(source, destination, icmp, hop_limit=255):
+    """An IPv6 packet (from the network header on, as a packet socket reads it)."""
+    icmp = icmp[:2] + struct.pack("!H", icmpv6_checksum(source, destination, icmp)) + icmp[4:]
+    return struct.pack("!IHBB", 0x60000000, len(icmp), 58, hop_limit) + source + destination + icmp
+
+
+def v6(text):
+    return ipaddress.IPv6Address(text).packed
+
+
+def lladdr(kind, mac=MAC):
+    return bytes([kind, 1]) + mac
+
+
+UNSPECIFIED = v6("::")
+GUEST_LL = v6("fe80::5054:ff:fe12:3456")
+ROUTER_LL = v6("fe80::766d:bf:8293:dbbc")
+GUEST6 = v6("2001:db8:1::c8")
+SOLICITED = v6("ff02::1:ff00:c8")
+
+
+def ns(source, destination, options=b""):
+    return ipv6_icmp(source, destination, bytes([135, 0, 0, 0, 0, 0, 0, 0]) + GUEST6 + options)
+
+
+def ra():
+    body = bytes([134, 0, 0, 0, 64, 0]) + struct.pack("!HII", 1800, 0, 0) + lladdr(1, OTHER)
+    body += bytes([5, 1, 0, 0]) + struct.pack("!I", 1500)
+    body += bytes([3, 4, 64, 0xC0]) + struct.pack("!III", 86400, 14400, 0) + v6("2001:db8:1::")
+    body += bytes([25, 3, 0, 0]) + struct.pack("!I", 600) + v6("2001:db8:1::53")
+    body += bytes([31, 3, 0, 0]) + struct.pack("!I", 600) + b"\x04home\x04arpa\x00" + bytes(5)
+    return ipv6_icmp(ROUTER_LL, v6("ff02::1"), body)
+
+
+NDP = {
+    "rs": ipv6_icmp(GUEST_LL, v6("ff02::2"), bytes([133, 0, 0, 0, 0, 0, 0, 0]) + lladdr(1)),
+    "ns-dad": ns(UNSPECIFIED, SOLICITED),
+    "ns": ns(GUEST_LL, SOLICITED, lladdr(1)),
+    "na": ipv6_icmp(GUEST6, GUEST_LL, bytes([136, 0, 0, 0, 0x60, 0, 0, 0]) + GUEST6 + lladdr(2)),
+    "ra": ra(),
+    "ns-dad-with-lladdr": ns(UNSPECIFIED, SOLICITED, lladdr(1)),
+    "zero-length-option": ns(GUEST_LL, SOLICITED, bytes(8)),
+    "hop-limit-64": ipv6_icmp(GUEST_LL, SOLICITED, ns(GUEST_LL, SOLICITED)[40:], hop_limit=64),
+    "hop-by-hop": ns(GUEST_LL, SOLICITED)[:6] + b"\0\xff" + ns(GUEST_LL, SOLICITED)[8:],
+}
+
 GREETING = b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}}, "capabilities": []}}\n'
 QMP = {
     "flap": GREETING
@@ -116,6 +171,7 @@ def main():
         "dhcp_respond": DHCP,
         "stale_frame": STALE_FRAMES,
         "arp_frame": ARP,
+        "ndp": NDP,
         "qmp_reply": QMP,
         "config": CONFIG,
         "dispatcher_args": DISPATCHER,

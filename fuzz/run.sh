@@ -18,10 +18,10 @@ cargo fetch --locked
 cargo fuzz build -s none
 
 # The longest input per target: a datagram, a frame, a QMP exchange past the 64 KiB line cap.
-declare -A max_len=([dhcp_respond]=1600 [stale_frame]=1600 [arp_frame]=64 [qmp_reply]=70000
+declare -A max_len=([dhcp_respond]=1600 [stale_frame]=1600 [arp_frame]=64 [ndp]=1600 [qmp_reply]=70000
   [config]=4096 [dispatcher_args]=512)
 targets=("$@")
-((${#targets[@]})) || targets=(dhcp_respond stale_frame arp_frame qmp_reply config dispatcher_args)
+((${#targets[@]})) || targets=(dhcp_respond stale_frame arp_frame ndp qmp_reply config dispatcher_args)
 mkdir -p target/logs
 # Runs one target; its libFuzzer log is target/logs/TARGET.log.
 fuzz_one() {
