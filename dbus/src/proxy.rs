@@ -37,6 +37,12 @@ pub trait Manager1 {
     #[zbus(property)]
     fn nameservers(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
+    fn prefix6(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn gateway6(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn nameservers6(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
     fn problems(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -69,4 +75,7 @@ pub trait Guest1 {
     /// Whether something (QEMU) holds the tap (its carrier is on).
     #[zbus(property)]
     fn running(&self) -> zbus::Result<bool>;
+    /// Its IPv6 addresses that are routed.
+    #[zbus(property)]
+    fn addresses6(&self) -> zbus::Result<Vec<String>>;
 }

@@ -82,6 +82,9 @@ impl Client {
                 "Gateway" => self.manager.gateway().await?,
                 "Version" => self.manager.version().await?,
                 "Nameservers" => self.manager.nameservers().await?.join(","),
+                "Prefix6" => self.manager.prefix6().await?,
+                "Gateway6" => self.manager.gateway6().await?,
+                "Nameservers6" => self.manager.nameservers6().await?.join(","),
                 "Problems" => self.manager.problems().await?.join("\n"),
                 other => return Err(zbus::Error::Failure(format!("no property {other}"))),
             })
@@ -104,6 +107,7 @@ impl Client {
                 "Address" => proxy.address().await?,
                 "State" => proxy.state().await?,
                 "Running" => proxy.running().await?.to_string(),
+                "Addresses6" => proxy.addresses6().await?.join(","),
                 other => return Err(zbus::Error::Failure(format!("no property {other}"))),
             })
         })

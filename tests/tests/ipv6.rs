@@ -1,0 +1,138 @@
+//! IPv6 parity with the "kernel" uplink source: a guest with the kernel's stock SLAAC gets an
+//! address in the LAN's /64 from vmnetd's Router Advertisements, vmnetd learns it from the
+//! guest's own DAD, checks it on the uplink and routes it; a LAN host already holding the
+//! address makes the guest's DAD fail; without IPv6 on the uplink nothing changes.
+
+use std::time::Duration;
+
+use vmnet_tests::cmd::wait_until;
+use vmnet_tests::{kernel_config, require_root, GuestHandle, World, LAN_DEV, UPLINK};
+
+const PREFIX: &str = "2001:db8:1::/64";
+const LAN_ROUTER6: &str = "2001:db8:1::1";
+const LAN_CLIENT6: &str = "2001:db8:1::2";
+
+/// The LAN gets its router and client addresses, the host its own and a default route.
+fn dual_stack(world: &World) {
+    let (host, lan) = (world.host_ns(), world.lan_ns());
+    for address in [LAN_ROUTER6, LAN_CLIENT6] {
+        world.ip(lan, &["-6", "addr", "add", &format!("{address}/64"), "dev", LAN_DEV, "nodad"]).expect("LAN address");
+    }
+    world.ip(host, &["-6", "addr", "add", "2001:db8:1::10/64", "dev", UPLINK, "nodad"]).expect("host address");
+    world.ip(host, &["-6", "route", "add", "default", "via", LAN_ROUTER6, "dev", UPLINK]).expect("default route");
+}
+
+/// The guest's global IPv6 addresses on eth0 with their flags, e.g. "2001:db8:1::5 dadfailed".
+fn guest_addresses6(guest: &GuestHandle<'_>) -> Vec<String> {
+    let out = guest.ip(&["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]).unwrap_or_default();
+    out.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip_while(|w| *w != "inet6").skip(1);
+            let address = words.next()?.split('/').next()?.to_owned();
+            let flags: Vec<&str> =
+                words.filter(|w| ["tentative", "dadfailed", "deprecated", "temporary"].contains(w)).collect();
+            Some([address].into_iter().chain(flags.iter().map(|f| f.to_string())).collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+/// The guest's usable address in `prefix` (not tentative, failed or deprecated), once it has one.
+fn usable_address(guest: &GuestHandle<'_>, network: &str, timeout: Duration) -> Option<String> {
+    let mut found = None;
+    wait_until(timeout, Duration::from_millis(50), || {
+        found = guest_addresses6(guest).into_iter().find(|a| a.starts_with(network) && !a.contains(' '));
+        found.is_some()
+    });
+    found
+}
+
+fn ping6(world: &World, ns: &str, address: &str) -> bool {
+    wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        world.exec_in(ns, &["busybox", "ping", "-c1", "-W1", "-q", address]).is_ok_and(|o| o.status.success())
+    })
+}
+
+#[test]
+fn a_stock_slaac_guest_gets_the_lans_prefix_and_is_reachable_both_ways() {
+    require_root!();
+    let world = World::new("ipv6slaac");
+    dual_stack(&world);
+    let vmnetd = world.start_vmnetd(&kernel_config(&world, "[ipv6]\ndad_ms = 300\n"));
+    let client = world.client();
+    assert!(world.wait_for_property(&client, "Prefix6", PREFIX), "vmnetd sees the uplink's /64");
+    assert_eq!(client.manager_property("Gateway6").unwrap(), LAN_ROUTER6);
+    client.add_guest("web", &[]).expect("AddGuest");
+    let tap = client.guest_property("web", "Tap").unwrap();
+    let guest = world.add_guest(&tap, "");
+    let address = usable_address(&guest, "2001:db8:1:", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no SLAAC address: {:?}", guest_addresses6(&guest)));
+    assert!(
+        wait_until(Duration::from_secs(3), Duration::from_millis(20), || client
+            .guest_property("web", "Addresses6")
+            .is_ok_and(|a| a.split(',').any(|a| a == address))),
+        "Addresses6: {:?}",
+        client.guest_property("web", "Addresses6")
+    );
+    let route = world.ip(world.host_ns(), &["-6", "route", "show", &address]).unwrap();
+    assert!(route.contains(&format!("dev {tap}")) && route.contains("proto 118"), "{route}");
+    let proxies = world.ip(world.host_ns(), &["-6", "neigh", "show", "proxy"]).unwrap();
+    assert!(proxies.contains(&address), "{proxies}");
+    assert!(ping6(&world, world.lan_ns(), &address), "the LAN reaches the guest");
+    assert!(ping6(&world, guest.ns(), LAN_CLIENT6), "the guest reaches the LAN");
+    let router = guest.ip(&["-6", "route", "show", "default"]).unwrap();
+    assert!(router.contains("via fe80::766d:"), "vmnetd's router link-local: {router}");
+
+    client.remove_guest("web").expect("RemoveGuest");
+    let host = world.host_ns();
+    assert!(world.ip(host, &["-6", "route", "show", "proto", "118"]).unwrap().trim().is_empty());
+    assert_eq!(world.sysctl(host, "net.ipv6.conf.all.forwarding").unwrap(), "0", "restored");
+    assert_eq!(world.sysctl(host, &format!("net.ipv6.conf.{UPLINK}.proxy_ndp")).unwrap(), "0");
+    drop(vmnetd);
+}
+
+#[test]
+fn a_lan_host_holding_the_guests_address_makes_its_dad_fail_and_nothing_is_proxied() {
+    require_root!();
+    let world = World::new("ipv6dad");
+    dual_stack(&world);
+    let vmnetd = world.start_vmnetd(&kernel_config(&world, "[ipv6]\ndad_ms = 300\n"));
+    let client = world.client();
+    assert!(world.wait_for_property(&client, "Prefix6", PREFIX));
+    // The guest's EUI-64 address (MAC 52:54:00:12:34:56) is held on the LAN already.
+    let taken = "2001:db8:1:0:5054:ff:fe12:3456";
+    world.ip(world.lan_ns(), &["-6", "addr", "add", &format!("{taken}/64"), "dev", LAN_DEV, "nodad"]).unwrap();
+    client.add_guest("web", &[]).expect("AddGuest");
+    let tap = client.guest_property("web", "Tap").unwrap();
+    let guest = world.add_guest(&tap, "52:54:00:12:34:56");
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || guest_addresses6(&guest)
+            .iter()
+            .any(|a| a.starts_with(taken) && a.contains("dadfailed"))),
+        "the guest's DAD failed: {:?}",
+        guest_addresses6(&guest)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let proxies = world.ip(world.host_ns(), &["-6", "neigh", "show", "proxy"]).unwrap();
+    assert!(!proxies.contains(taken), "{proxies}");
+    assert!(client.guest_property("web", "Addresses6").unwrap().is_empty());
+    drop(vmnetd);
+}
+
+#[test]
+fn an_ipv4_only_uplink_gives_guests_no_ipv6_and_the_host_nothing_new() {
+    require_root!();
+    let world = World::new("ipv6none");
+    let vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    let client = world.client();
+    client.add_guest("web", &[]).expect("AddGuest");
+    let tap = client.guest_property("web", "Tap").unwrap();
+    let guest = world.add_guest(&tap, "");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(guest_addresses6(&guest).is_empty(), "{:?}", guest_addresses6(&guest));
+    assert_eq!(client.manager_property("Prefix6").unwrap(), "");
+    let host = world.host_ns();
+    assert_eq!(world.sysctl(host, "net.ipv6.conf.all.forwarding").unwrap(), "0");
+    let on_tap = world.ip(host, &["-6", "addr", "show", "dev", &tap]).unwrap();
+    assert!(on_tap.trim().is_empty(), "no IPv6 address on the tap: {on_tap}");
+    drop(vmnetd);
+}
