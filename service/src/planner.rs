@@ -124,7 +124,7 @@ pub fn plan_guest(uplink: Option<&Uplink>, guest: &Guest, address: Option<Ipv4Ad
         uplink: up.interface.clone(),
     });
     // The guest sends from (and is forwarded to) the address it is routed at, and only that.
-    let filter = GuestFilter { tap: tap.clone(), mac: guest.mac, address };
+    let filter = GuestFilter { tap: tap.clone(), mac: guest.mac, address, addresses6: Vec::new() };
     GuestPlan { tap: spec, route, filter }
 }
 
