@@ -18,6 +18,9 @@ const LAN_HOST: &str = "2001:db8:1::1";
 const LEARNED: &str = "2001:db8:1::100";
 const SPOOFED: &str = "2001:db8:1::bad";
 const UNLEARNED: &str = "2001:db8:1::101";
+const NEIGHBOUR_TAP: &str = "vmt-fw6u";
+const NEIGHBOUR_MAC: &str = "0a:76:6d:01:02:04";
+const NEIGHBOUR: &str = "2001:db8:1::200";
 /// A host on another network of the host's (a VPN's stand-in), routed from the LAN through it.
 const OTHER_NETWORK_HOST: &str = "2001:db8:9::5";
 
@@ -25,6 +28,8 @@ const OTHER_NETWORK_HOST: &str = "2001:db8:9::5";
 struct Namespaces {
     host: String,
     guest: String,
+    /// A second guest, behind `vmt-fw6u`.
+    neighbour: String,
     lan: String,
     other: String,
 }
@@ -32,18 +37,16 @@ struct Namespaces {
 impl Namespaces {
     fn new(tag: &str) -> Self {
         let id = format!("fw6{tag}{}", std::process::id());
-        let [host, guest, lan, other] = ["h", "g", "l", "o"].map(|n| format!("{id}-{n}"));
-        let ns = Namespaces { host, guest, lan, other };
+        let [host, guest, neighbour, lan, other] = ["h", "g", "n", "l", "o"].map(|n| format!("{id}-{n}"));
+        let ns = Namespaces { host, guest, neighbour, lan, other };
         for name in ns.all() {
             run(&["ip", "netns", "add", name]);
         }
         ns
     }
-}
 
-impl Namespaces {
-    fn all(&self) -> [&String; 4] {
-        [&self.host, &self.guest, &self.lan, &self.other]
+    fn all(&self) -> [&String; 5] {
+        [&self.host, &self.guest, &self.neighbour, &self.lan, &self.other]
     }
 }
 
@@ -79,44 +82,40 @@ fn pings(ns: &str, from: &str, to: &str) -> bool {
     false
 }
 
-/// The namespaces wired: guest `eth0` (the guest's MAC) ↔ host `vmt-fw6t` (fe80::1), host
-/// `up0` (2001:db8:1::2) ↔ LAN `eth0` (2001:db8:1::1), which routes the guest addresses and
-/// 2001:db8:9::/64 (host `other0` ↔ `eth0` of the other network's host) via the host.
+/// Host link `link` (with `host_address`) ↔ `eth0` of `peer` (with `mac`, `addresses`, and a
+/// default route via `gateway`), both up.
+fn link(ns: &Namespaces, link: &str, host_address: &str, peer: &str, mac: Option<&str>, addresses: &[&str]) {
+    in_ns(&ns.host, &["ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", peer]);
+    if let Some(mac) = mac {
+        in_ns(peer, &["ip", "link", "set", "eth0", "address", mac]);
+    }
+    in_ns(&ns.host, &["ip", "-6", "addr", "add", host_address, "dev", link, "nodad"]);
+    for address in addresses {
+        in_ns(peer, &["ip", "-6", "addr", "add", address, "dev", "eth0", "nodad"]);
+    }
+    in_ns(&ns.host, &["ip", "link", "set", link, "up"]);
+    in_ns(peer, &["ip", "link", "set", "eth0", "up"]);
+    let gateway = host_address.split('/').next().unwrap_or_default();
+    in_ns(peer, &["ip", "-6", "route", "add", "default", "via", gateway, "dev", "eth0"]);
+}
+
+/// The namespaces wired to the host, which forwards IPv6: the guests behind `vmt-fw6t`
+/// (2001:db8:1::100, ::101, ::bad) and `vmt-fw6u` (::200), each host-routed to its tap; the
+/// LAN host 2001:db8:1::1 behind `up0`, routing the guests' addresses and 2001:db8:9::/64 (the
+/// other network, `other0`) via the host.
 fn wire(ns: &Namespaces) {
-    in_ns(&ns.host, &["ip", "link", "add", TAP, "type", "veth", "peer", "name", "eth0", "netns", &ns.guest]);
-    in_ns(&ns.host, &["ip", "link", "add", UPLINK, "type", "veth", "peer", "name", "eth0", "netns", &ns.lan]);
-    in_ns(
-        &ns.host,
-        &["ip", "link", "add", "other0", "type", "veth", "peer", "name", "eth0", "netns", &ns.other],
-    );
-    in_ns(&ns.guest, &["ip", "link", "set", "eth0", "address", GUEST_MAC]);
     in_ns(&ns.host, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-    for (namespace, link) in [(&ns.host, TAP), (&ns.host, UPLINK), (&ns.host, "other0"), (&ns.guest, "eth0")]
-    {
-        in_ns(namespace, &["ip", "link", "set", link, "up"]);
-    }
-    in_ns(&ns.lan, &["ip", "link", "set", "eth0", "up"]);
-    in_ns(&ns.other, &["ip", "link", "set", "eth0", "up"]);
-    let addresses = [
-        (&ns.host, TAP, "fe80::1/64"),
-        (&ns.host, UPLINK, "2001:db8:1::2/64"),
-        (&ns.host, "other0", "2001:db8:9::1/64"),
-        (&ns.lan, "eth0", "2001:db8:1::1/64"),
-        (&ns.other, "eth0", "2001:db8:9::5/64"),
-        (&ns.guest, "eth0", "2001:db8:1::100/128"),
-        (&ns.guest, "eth0", "2001:db8:1::101/128"),
-        (&ns.guest, "eth0", "2001:db8:1::bad/128"),
-    ];
-    for (namespace, link, address) in addresses {
-        in_ns(namespace, &["ip", "-6", "addr", "add", address, "dev", link, "nodad"]);
-    }
-    in_ns(&ns.guest, &["ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"]);
-    for address in [LEARNED, UNLEARNED, SPOOFED] {
-        in_ns(&ns.host, &["ip", "-6", "route", "add", address, "dev", TAP]);
+    let guest = [LEARNED, UNLEARNED, SPOOFED].map(|a| format!("{a}/128"));
+    let guest: Vec<&str> = guest.iter().map(String::as_str).collect();
+    link(ns, TAP, "fe80::1/64", &ns.guest, Some(GUEST_MAC), &guest);
+    link(ns, NEIGHBOUR_TAP, "fe80::1/64", &ns.neighbour, Some(NEIGHBOUR_MAC), &[&format!("{NEIGHBOUR}/128")]);
+    link(ns, UPLINK, "2001:db8:1::2/64", &ns.lan, None, &["2001:db8:1::1/64"]);
+    link(ns, "other0", "2001:db8:9::1/64", &ns.other, None, &["2001:db8:9::5/64"]);
+    for (address, tap) in [(LEARNED, TAP), (UNLEARNED, TAP), (SPOOFED, TAP), (NEIGHBOUR, NEIGHBOUR_TAP)] {
+        in_ns(&ns.host, &["ip", "-6", "route", "add", address, "dev", tap]);
         in_ns(&ns.lan, &["ip", "-6", "route", "add", address, "via", "2001:db8:1::2"]);
     }
     in_ns(&ns.lan, &["ip", "-6", "route", "add", "2001:db8:9::/64", "via", "2001:db8:1::2"]);
-    in_ns(&ns.other, &["ip", "-6", "route", "add", "default", "via", "2001:db8:9::1"]);
 }
 
 /// Moves the calling thread into `ns` and checks that it is there (so that nothing is ever
@@ -138,18 +137,29 @@ fn guest(addresses6: &[&str]) -> GuestFilter {
     }
 }
 
+fn neighbour() -> GuestFilter {
+    GuestFilter {
+        tap: NEIGHBOUR_TAP.into(),
+        mac: Mac([0x0a, 0x76, 0x6d, 1, 2, 4]),
+        address: None,
+        addresses6: vec![NEIGHBOUR.parse().expect("an address")],
+    }
+}
+
 fn dropped(counter: &str) -> u64 {
     let counters = firewall::dropped().expect("reading the counters");
     counters.iter().find(|c| c.name == counter).unwrap_or_else(|| panic!("{counter}: {counters:?}")).packets
 }
 
-/// `tap_sources6`'s elements as `nft -j` lists them, e.g. `["vmt-fw6t", "2001:db8:1::100"]`.
+/// `tap_sources6`'s elements as `nft -j` lists them, sorted, e.g. `["vmt-fw6t", "2001:db8:1::100"]`.
 fn listed_sources6(host: &str) -> Vec<serde_json::Value> {
     let listing = in_ns(host, &["nft", "-j", "list", "set", "inet", "vmnet", "tap_sources6"]);
     let json: serde_json::Value = serde_json::from_str(&listing).expect("nft's JSON");
     let set = json["nftables"].as_array().and_then(|items| items.iter().find_map(|i| i.get("set")));
     let elements = set.and_then(|s| s.get("elem")).and_then(|e| e.as_array()).cloned().unwrap_or_default();
-    elements.iter().map(|e| e["concat"].clone()).collect()
+    let mut listed: Vec<serde_json::Value> = elements.iter().map(|e| e["concat"].clone()).collect();
+    listed.sort_by_key(|e| e.to_string()); // a hash set's order
+    listed
 }
 
 /// Runs `body` on a thread inside the host namespace of freshly wired namespaces.
@@ -174,14 +184,22 @@ fn with_host(tag: &str, body: impl FnOnce(&Namespaces) + Send) {
 fn only_a_guests_learned_ipv6_addresses_are_forwarded() {
     with_host("a", |ns| {
         let mut firewall = Firewall::default();
-        let plan = FilterPlan { uplink: Some(UPLINK.into()), guests: vec![guest(&[LEARNED])], ipv6: true };
+        let guests = vec![guest(&[LEARNED]), neighbour()];
+        let plan = FilterPlan { uplink: Some(UPLINK.into()), guests, ipv6: true };
         firewall.replace(&plan, Blocking { ipv4: true, ipv6: true }).expect("writing the tables");
-        assert_eq!(listed_sources6(&ns.host), [serde_json::json!([TAP, LEARNED])]);
+        let neighbours = serde_json::json!([NEIGHBOUR_TAP, NEIGHBOUR]);
+        assert_eq!(listed_sources6(&ns.host), [serde_json::json!([TAP, LEARNED]), neighbours.clone()]);
 
         assert!(pings(&ns.guest, LEARNED, LAN_HOST), "a learned address reaches the LAN and back");
         assert_eq!(dropped("spoofed_source6"), 0, "link-local, DAD and MLD from the guest pass");
         assert!(!pings(&ns.guest, SPOOFED, LAN_HOST), "a spoofed source gets through");
-        assert!(dropped("spoofed_source6") > 0);
+        let spoofed = dropped("spoofed_source6");
+        assert!(spoofed > 0);
+        assert!(pings(&ns.neighbour, NEIGHBOUR, LEARNED), "guest reaches guest");
+        // Another guest's address is spoofed too.
+        in_ns(&ns.guest, &["ip", "-6", "addr", "add", &format!("{NEIGHBOUR}/128"), "dev", "eth0", "nodad"]);
+        assert!(!pings(&ns.guest, NEIGHBOUR, LAN_HOST), "a guest sent from another guest's address");
+        assert!(dropped("spoofed_source6") > spoofed);
         assert!(!pings(&ns.lan, LAN_HOST, UNLEARNED), "an address not learned is reached");
         assert!(dropped("not_guest_forward") > 0);
         assert!(!pings(&ns.lan, LAN_HOST, OTHER_NETWORK_HOST));
@@ -189,11 +207,11 @@ fn only_a_guests_learned_ipv6_addresses_are_forwarded() {
 
         // A new address: only the guest's elements change.
         firewall.ensure_guest(&guest(&[UNLEARNED]), Blocking::default()).expect("changing the guest");
-        assert_eq!(listed_sources6(&ns.host), [serde_json::json!([TAP, UNLEARNED])]);
+        assert_eq!(listed_sources6(&ns.host), [serde_json::json!([TAP, UNLEARNED]), neighbours.clone()]);
         assert!(pings(&ns.guest, UNLEARNED, LAN_HOST), "the new address works");
         assert!(!pings(&ns.guest, LEARNED, LAN_HOST), "the old one is gone");
         firewall.remove_guest(TAP).expect("removing the guest");
-        assert!(listed_sources6(&ns.host).is_empty());
+        assert_eq!(listed_sources6(&ns.host), [neighbours]);
         assert!(firewall.delete().is_empty());
     });
 }
