@@ -121,6 +121,7 @@ pub fn plan<'a>(
     desired.subnet = uplink.map(Uplink::subnet).filter(|_| any_guest);
     desired.prefix6 = uplink.and_then(|up| Some(up.ipv6.as_ref()?.prefix)).filter(|_| any_guest);
     desired.filter.uplink = uplink.map(|up| up.interface.clone());
+    desired.filter.ipv6 = desired.prefix6.is_some();
     desired
 }
 
@@ -167,7 +168,7 @@ pub fn plan_guest(uplink: Option<&Uplink>, guest: &Guest, addresses: Addresses<'
         None => Vec::new(),
     };
     // The guest sends from (and is forwarded to) the addresses it is routed at, and only those.
-    let filter = GuestFilter { tap: tap.clone(), mac: guest.mac, address };
+    let filter = GuestFilter { tap: tap.clone(), mac: guest.mac, address, addresses6 };
     GuestPlan { tap: spec, routes, filter }
 }
 

@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use vmnet_tests::cmd::wait_until;
-use vmnet_tests::{kernel_config, require_root, GuestHandle, World, LAN_DEV, UPLINK};
+use vmnet_tests::{kernel_config, require_root, wait_until, GuestHandle, World, LAN_DEV, UPLINK};
 
 const PREFIX: &str = "2001:db8:1::/64";
 const LAN_ROUTER6: &str = "2001:db8:1::1";

@@ -2,26 +2,28 @@
 //! the host forwards (and without them it does not), gone only after forwarding is restored.
 
 use super::{Executor, Outcome, SavedSysctls};
-use crate::firewall::GuestFilter;
+use crate::firewall::{Blocking, GuestFilter};
 use crate::planner::{Desired, Sysctl};
 
 const IP_FORWARD: &str = "net/ipv4/ip_forward";
+const IPV6_FORWARDING: &str = "net/ipv6/conf/all/forwarding";
 
-/// Whether the host forwarded no IPv4 before vmnetd turned forwarding on: vmnetd recorded
-/// the original value then.
-fn forwarding_was_off(saved: &SavedSysctls) -> bool {
-    saved.get(IP_FORWARD).is_some_and(|original| original == "0")
+/// Per IP version, whether the host forwarded nothing before vmnetd turned forwarding on:
+/// vmnetd recorded the original value then.
+fn blocking(saved: &SavedSysctls) -> Blocking {
+    let was_off = |key| saved.get(key).is_some_and(|original| original == "0");
+    Blocking { ipv4: was_off(IP_FORWARD), ipv6: was_off(IPV6_FORWARDING) }
 }
 
 impl Executor {
     /// Both tables written anew with every guest of `desired` (when there is any).
     pub(super) fn sync_filter(&mut self, desired: &Desired, saved: &SavedSysctls, outcome: &mut Outcome) {
-        self.block_forwarding = forwarding_was_off(saved);
+        self.blocking = blocking(saved);
         if desired.taps.is_empty() {
             // Kept for the first guest, which installs the tables.
-            return self.firewall.set_uplink(desired.filter.uplink.clone());
+            return self.firewall.set_uplink(desired.filter.uplink.clone(), desired.filter.ipv6);
         }
-        if let Err(e) = self.firewall.replace(&desired.filter, self.block_forwarding) {
+        if let Err(e) = self.firewall.replace(&desired.filter, self.blocking) {
             outcome.error(e);
         }
     }
@@ -40,11 +42,11 @@ impl Executor {
         saved: &SavedSysctls,
         outcome: &mut Outcome,
     ) {
-        self.block_forwarding = forwarding_was_off(saved);
+        self.blocking = blocking(saved);
         if wanted.is_empty() {
             return;
         }
-        if let Err(e) = self.firewall.ensure_installed(self.block_forwarding) {
+        if let Err(e) = self.firewall.ensure_installed(self.blocking) {
             outcome.error(e);
         }
     }
@@ -68,7 +70,7 @@ impl Executor {
     }
 
     pub(super) fn ensure_guest_filter(&mut self, filter: &GuestFilter, outcome: &mut Outcome) {
-        if let Err(e) = self.firewall.ensure_guest(filter, self.block_forwarding) {
+        if let Err(e) = self.firewall.ensure_guest(filter, self.blocking) {
             outcome.error(e);
         }
     }
@@ -87,10 +89,12 @@ mod tests {
     #[test]
     fn forwarding_counts_as_off_only_when_vmnetd_turned_it_on() {
         let mut saved = SavedSysctls::new();
-        assert!(!forwarding_was_off(&saved), "nothing recorded: the host forwarded already");
+        assert_eq!(blocking(&saved), Blocking::default(), "nothing recorded: the host forwarded already");
         saved.insert(IP_FORWARD.into(), "0".into());
-        assert!(forwarding_was_off(&saved));
+        assert_eq!(blocking(&saved), Blocking { ipv4: true, ipv6: false });
+        saved.insert(IPV6_FORWARDING.into(), "0".into());
+        assert_eq!(blocking(&saved), Blocking { ipv4: true, ipv6: true });
         saved.insert(IP_FORWARD.into(), "1".into());
-        assert!(!forwarding_was_off(&saved));
+        assert_eq!(blocking(&saved), Blocking { ipv4: false, ipv6: true }, "each version apart");
     }
 }

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use futures::{stream, FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
-use crate::firewall::Firewall;
+use crate::firewall::{Blocking, Firewall};
 use crate::model::{Prefix6, Subnet};
 use crate::netlink::{self, Netlink};
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
@@ -158,8 +158,8 @@ pub struct Executor {
     deleting: HashMap<String, JoinHandle<netlink::Result<()>>>,
     /// vmnetd's nftables tables.
     firewall: Firewall,
-    /// The host did not forward IPv4 before vmnetd (as last seen in the saved sysctls).
-    block_forwarding: bool,
+    /// Per IP version, the host did not forward before vmnetd (as last seen in the saved sysctls).
+    blocking: Blocking,
 }
 
 impl Executor {
@@ -170,7 +170,7 @@ impl Executor {
             verified_taps: HashSet::new(),
             deleting: HashMap::new(),
             firewall: Firewall::default(),
-            block_forwarding: false,
+            blocking: Blocking::default(),
         }
     }
 

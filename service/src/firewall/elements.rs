@@ -1,9 +1,10 @@
-//! The set elements of vmnetd's tables: each guest's (tap, MAC, address) facts and the
+//! The set elements of vmnetd's tables: each guest's (tap, MAC, addresses) facts and the
 //! uplink, as the key bytes the kernel compares with its registers.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::ruleset::{Family, ARP_SENDERS, TAP_MACS, TAP_SOURCES, UPLINKS};
+use super::ruleset::{Family, ARP_SENDERS, TAP_MACS, TAP_SOURCES, TAP_SOURCES6, UPLINKS};
 use super::GuestFilter;
 use crate::model::Mac;
 
@@ -43,7 +44,18 @@ pub fn guest_elements(guest: &GuestFilter) -> Vec<Element> {
     if let Some(address) = guest.address {
         elements.push(element(Family::Inet, TAP_SOURCES, &[&tap, &address.octets()]));
     }
+    // Global unicast only, once each (a duplicate would fail the whole batch).
+    let addresses6: BTreeSet<&Ipv6Addr> = guest.addresses6.iter().filter(|a| is_global_unicast(a)).collect();
+    for address in addresses6 {
+        elements.push(element(Family::Inet, TAP_SOURCES6, &[&tap, &address.octets()]));
+    }
     elements
+}
+
+/// Not `::`, loopback, multicast or link-local (which the rules allow, or never forward).
+fn is_global_unicast(address: &Ipv6Addr) -> bool {
+    let link_local = address.segments()[0] & 0xffc0 == 0xfe80;
+    !(address.is_unspecified() || address.is_loopback() || address.is_multicast() || link_local)
 }
 
 /// The uplink's element.

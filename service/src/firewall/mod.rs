@@ -18,7 +18,7 @@ pub mod ruleset;
 mod socket;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::model::Mac;
 use counter::Count;
@@ -32,6 +32,10 @@ pub struct GuestFilter {
     pub mac: Mac,
     /// The address the guest may send from (and be forwarded to); `None` offline or without one.
     pub address: Option<Ipv4Addr>,
+    /// The guest's learned, confirmed global IPv6 addresses (sorted, deduplicated): the only
+    /// IPv6 sources it may send from beyond link-local, and the only IPv6 destinations
+    /// forwarded to it.
+    pub addresses6: Vec<Ipv6Addr>,
 }
 
 /// Everything the tables hold beyond their fixed skeleton.
@@ -39,6 +43,24 @@ pub struct GuestFilter {
 pub struct FilterPlan {
     pub uplink: Option<String>,
     pub guests: Vec<GuestFilter>,
+    /// vmnetd routes IPv6 for the guests (the uplink has an IPv6 prefix, IPv6 is enabled);
+    /// without it no IPv6 is forwarded to or from a tap.
+    pub ipv6: bool,
+}
+
+/// Which forwarded traffic that is no guest's is dropped: that of each IP version whose
+/// forwarding vmnetd turned on (the host did not forward it before).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Blocking {
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+/// What the tables' rules depend on (their elements aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Skeleton {
+    blocking: Blocking,
+    ipv6: bool,
 }
 
 /// A named counter of dropped packets, read back from the kernel.
@@ -54,9 +76,10 @@ pub struct Dropped {
 #[derive(Default)]
 pub struct Firewall {
     socket: Option<NfSocket>,
-    /// `Some(block_forwarding)` while the tables are in place.
-    installed: Option<bool>,
+    /// `Some` while the tables are in place, as they were written.
+    installed: Option<Skeleton>,
     uplink: Option<String>,
+    ipv6: bool,
     guests: BTreeMap<String, GuestFilter>,
 }
 
@@ -69,10 +92,11 @@ impl Firewall {
     }
 
     /// Replaces both tables with `plan` in one batch, the counters carried over.
-    pub fn replace(&mut self, plan: &FilterPlan, block_forwarding: bool) -> Result<(), String> {
+    pub fn replace(&mut self, plan: &FilterPlan, blocking: Blocking) -> Result<(), String> {
         self.uplink = plan.uplink.clone();
+        self.ipv6 = plan.ipv6;
         self.guests = plan.guests.iter().map(|g| (g.tap.clone(), g.clone())).collect();
-        self.write_all(block_forwarding)
+        self.write_all(Skeleton { blocking, ipv6: plan.ipv6 })
     }
 
     /// Whether the tables are in place, as vmnetd last wrote them.
@@ -80,20 +104,22 @@ impl Firewall {
         self.installed.is_some()
     }
 
-    /// The uplink the tables will name once they are written.
-    pub fn set_uplink(&mut self, uplink: Option<String>) {
+    /// The uplink the tables will name, and whether they forward IPv6, once they are written.
+    pub fn set_uplink(&mut self, uplink: Option<String>, ipv6: bool) {
         self.uplink = uplink;
+        self.ipv6 = ipv6;
     }
 
     /// The tables in place (with what is known of the guests) before forwarding is turned on.
-    pub fn ensure_installed(&mut self, block_forwarding: bool) -> Result<(), String> {
-        if self.installed == Some(block_forwarding) {
+    pub fn ensure_installed(&mut self, blocking: Blocking) -> Result<(), String> {
+        let wanted = Skeleton { blocking, ipv6: self.ipv6 };
+        if self.installed == Some(wanted) {
             return Ok(());
         }
-        self.write_all(block_forwarding)
+        self.write_all(wanted)
     }
 
-    fn write_all(&mut self, block_forwarding: bool) -> Result<(), String> {
+    fn write_all(&mut self, skeleton: Skeleton) -> Result<(), String> {
         // A missing table counted nothing; counts that cannot be read start again from 0.
         let counts = self.counts().unwrap_or_else(|e| {
             tracing::warn!("{e}: the counters start from 0");
@@ -101,23 +127,25 @@ impl Firewall {
         });
         let mut elements: Vec<Element> = self.guests.values().flat_map(ruleset::guest_elements).collect();
         elements.extend(self.uplink.as_deref().map(ruleset::uplink_element));
-        let tables = [ruleset::inet_table(block_forwarding), ruleset::arp_table()];
+        let tables = [ruleset::inet_table(skeleton.ipv6, skeleton.blocking), ruleset::arp_table()];
         let batch = encode::replace(&tables, &elements, &counts);
         self.installed = None;
         self.socket()?.apply(&batch).map_err(|e| format!("writing the nftables table vmnet: {e}"))?;
-        self.installed = Some(block_forwarding);
+        self.installed = Some(skeleton);
         Ok(())
     }
 
     /// One guest's elements added (or changed, e.g. a new address). Without the tables in
     /// place, or when the kernel's elements differ from what vmnetd wrote, both tables are
     /// written anew.
-    pub fn ensure_guest(&mut self, guest: &GuestFilter, block_forwarding: bool) -> Result<(), String> {
+    pub fn ensure_guest(&mut self, guest: &GuestFilter, blocking: Blocking) -> Result<(), String> {
         let old = self.guests.insert(guest.tap.clone(), guest.clone());
         if old.as_ref() == Some(guest) && self.installed.is_some() {
             return Ok(());
         }
-        let Some(installed) = self.installed else { return self.write_all(block_forwarding) };
+        let Some(installed) = self.installed else {
+            return self.write_all(Skeleton { blocking, ipv6: self.ipv6 });
+        };
         let (removed, added) = changed_elements(old.as_ref(), Some(guest));
         self.change_or_rewrite(&removed, &added, installed)
     }
@@ -134,14 +162,14 @@ impl Firewall {
         &mut self,
         removed: &[Element],
         added: &[Element],
-        block: bool,
+        installed: Skeleton,
     ) -> Result<(), String> {
         let batch = encode::change_elements(removed, added);
         match self.socket()?.apply(&batch) {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::warn!("nftables elements of vmnet: {e}; writing the tables anew");
-                self.write_all(block)
+                self.write_all(installed)
             }
         }
     }
@@ -211,7 +239,13 @@ mod tests {
             tap: "vmt-web".into(),
             mac: Mac([0x0a, 0x76, 0x6d, 1, 2, 3]),
             address: address.map(|a| a.parse().unwrap()),
+            addresses6: Vec::new(),
         }
+    }
+
+    fn with6(mut guest: GuestFilter, addresses: &[&str]) -> GuestFilter {
+        guest.addresses6 = addresses.iter().map(|a| a.parse().unwrap()).collect();
+        guest
     }
 
     #[test]
@@ -236,5 +270,29 @@ mod tests {
         assert_eq!(added.len(), 4, "MAC, two ARP senders, source address");
         // Without an address: the MAC and the probe sender only.
         assert_eq!(changed_elements(None, Some(&guest(None))).1.len(), 2);
+        let g6 = with6(g, &["2001:db8:1::200", "2001:db8:1::201"]);
+        let (_, added) = changed_elements(None, Some(&g6));
+        assert_eq!(changed_elements(Some(&g6), None).0, added);
+        assert_eq!(added.len(), 6, "and one per IPv6 address");
+    }
+
+    #[test]
+    fn a_new_ipv6_address_changes_only_its_element() {
+        let old = with6(guest(Some("198.51.100.200")), &["2001:db8:1::200", "2001:db8:1::201"]);
+        let new = with6(guest(Some("198.51.100.200")), &["2001:db8:1::201", "2001:db8:1::202"]);
+        let (removed, added) = changed_elements(Some(&old), Some(&new));
+        assert_eq!(removed.len(), 1);
+        assert_eq!(added.len(), 1);
+        assert!(removed[0].set == ruleset::TAP_SOURCES6 && removed[0].key.ends_with(&[2, 0]));
+        assert!(added[0].set == ruleset::TAP_SOURCES6 && added[0].key.ends_with(&[2, 2]));
+    }
+
+    #[test]
+    fn only_global_unicast_ipv6_addresses_become_elements_once_each() {
+        let odd = ["fe80::1", "::", "::1", "ff02::1", "2001:db8:1::200", "2001:db8:1::200"];
+        let elements = ruleset::guest_elements(&with6(guest(None), &odd));
+        let sources6: Vec<_> = elements.iter().filter(|e| e.set == ruleset::TAP_SOURCES6).collect();
+        assert_eq!(sources6.len(), 1);
+        assert!(sources6[0].key.ends_with(&[2, 0]));
     }
 }

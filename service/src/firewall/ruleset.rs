@@ -9,6 +9,7 @@
 use crate::names::TAP_PREFIX;
 
 pub use super::elements::{guest_elements, uplink_element, Element};
+use super::Blocking;
 
 pub const TABLE: &str = "vmnet";
 
@@ -41,6 +42,7 @@ pub enum KeyPart {
     IfName,
     Ether,
     Ipv4,
+    Ipv6,
 }
 
 impl KeyPart {
@@ -50,6 +52,7 @@ impl KeyPart {
             KeyPart::IfName => 16,
             KeyPart::Ether => 8,
             KeyPart::Ipv4 => 4,
+            KeyPart::Ipv6 => 16,
         }
     }
 
@@ -59,6 +62,7 @@ impl KeyPart {
             KeyPart::IfName => 41,
             KeyPart::Ether => 9,
             KeyPart::Ipv4 => 7,
+            KeyPart::Ipv6 => 8,
         }
     }
 }
@@ -144,26 +148,42 @@ pub struct TableSpec {
 // Sets.
 pub const TAP_MACS: &str = "tap_macs";
 pub const TAP_SOURCES: &str = "tap_sources";
+pub const TAP_SOURCES6: &str = "tap_sources6";
 pub const UPLINKS: &str = "uplinks";
 pub const ARP_SENDERS: &str = "arp_senders";
 
 /// Named counters of dropped packets, what each counts.
-pub const COUNTERS: [(Family, &str, &str); 9] = [
+pub const COUNTERS: [(Family, &str, &str); 11] = [
     (Family::Inet, "foreign_mac", "frames from a tap with another source MAC than its guest's"),
     (Family::Inet, "spoofed_source", "IPv4 from a tap with another source than its guest's address"),
+    (
+        Family::Inet,
+        "spoofed_source6",
+        "IPv6 from a tap with another source than its guest's link-local or learned addresses",
+    ),
     (Family::Inet, "dhcp_server", "DHCP or DHCPv6 server messages from a guest"),
     (Family::Inet, "icmp_redirect", "ICMP redirects from a guest"),
-    (Family::Inet, "ipv6_router", "IPv6 router advertisements and redirects from a guest"),
-    (Family::Inet, "ipv6_forward", "IPv6 to be forwarded to or from a tap"),
+    (Family::Inet, "ipv6_router", "IPv6 router advertisements, redirects and renumbering from a guest"),
+    (Family::Inet, "ipv6_forward", "IPv6 to be forwarded to or from a tap while vmnetd routes no IPv6"),
     (
         Family::Inet,
         "not_guest_forward",
         "forwarded to or from a tap, not between its guest and the uplink or another guest",
     ),
-    (Family::Inet, "forward_other", "forwarded without a guest while the host did not forward before vmnetd"),
+    (
+        Family::Inet,
+        "forward_other",
+        "IPv4 forwarded without a guest while the host did not forward IPv4 before vmnetd",
+    ),
+    (
+        Family::Inet,
+        "forward_other6",
+        "IPv6 forwarded without a guest while the host did not forward IPv6 before vmnetd",
+    ),
     (Family::Arp, "spoofed_arp", "ARP from a tap with another sender than its guest"),
 ];
 
+const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_UDP: u8 = 17;
@@ -195,9 +215,10 @@ fn in_set(set: &'static str, register: u32) -> Step {
     Step::InSet { set, register, inverted: false }
 }
 
-/// The `inet` table. `block_forwarding`: the host did not forward IPv4 before vmnetd, so
-/// every forwarded IPv4 packet that is not a guest's is dropped.
-pub fn inet_table(block_forwarding: bool) -> TableSpec {
+/// The `inet` table. `ipv6`: vmnetd routes the guests' learned IPv6 addresses (without it no
+/// IPv6 is forwarded to or from a tap). `blocking`: per IP version, the host did not forward
+/// before vmnetd, so every forwarded packet of it that is not a guest's is dropped.
+pub fn inet_table(ipv6: bool, blocking: Blocking) -> TableSpec {
     let chains = vec![
         ChainSpec { name: "prerouting", hook: Some((Hook::Prerouting, -300)) },
         ChainSpec { name: "forward", hook: Some((Hook::Forward, 0)) },
@@ -209,6 +230,7 @@ pub fn inet_table(block_forwarding: bool) -> TableSpec {
     let sets = vec![
         SetSpec { name: TAP_MACS, key: &[KeyPart::IfName, KeyPart::Ether] },
         SetSpec { name: TAP_SOURCES, key: &[KeyPart::IfName, KeyPart::Ipv4] },
+        SetSpec { name: TAP_SOURCES6, key: &[KeyPart::IfName, KeyPart::Ipv6] },
         SetSpec { name: UPLINKS, key: &[KeyPart::IfName] },
     ];
     let source_mac = Field::Link { offset: 6, len: 6 };
@@ -254,41 +276,23 @@ pub fn inet_table(block_forwarding: bool) -> TableSpec {
         rule("tap_in", [&guest_source[..], &[Step::Accept]].concat()),
         rule("tap_in", counted_drop("spoofed_source").to_vec()),
     ];
-    for icmpv6_type in [134u8, 137] {
-        // Router advertisement, redirect.
-        rules.push(rule(
-            "tap_ipv6",
-            [
-                &protocol(Field::L4Proto, IPPROTO_ICMPV6)[..],
-                &protocol(Field::Transport { offset: 0, len: 1 }, icmpv6_type),
-                &counted_drop("ipv6_router"),
-            ]
-            .concat(),
-        ));
-    }
-    rules.push(rule(
-        "tap_ipv6",
-        [&protocol(Field::L4Proto, IPPROTO_UDP)[..], &port(0, 547), &counted_drop("dhcp_server")].concat(),
-    ));
+    rules.extend(ipv6::tap_rules());
     rules.extend([
         rule("forward", [&is_tap(Field::IifName)[..], &[Step::Jump("from_guest")]].concat()),
         rule("forward", [&is_tap(Field::OifName)[..], &[Step::Jump("to_guest")]].concat()),
     ]);
+    rules.extend([]);
+    rules.extend(ipv6::from_guest_rules(ipv6));
     rules.extend([
-        rule(
-            "from_guest",
-            [&protocol(Field::NfProto, NFPROTO_IPV6)[..], &counted_drop("ipv6_forward")].concat(),
-        ),
         rule(
             "from_guest",
             [&guest_source[..], &[Step::Load(Field::OifName, 0), in_set(UPLINKS, 0), Step::Accept]].concat(),
         ),
         rule("from_guest", [&guest_source[..], &is_tap(Field::OifName), &[Step::Accept]].concat()),
         rule("from_guest", counted_drop("not_guest_forward").to_vec()),
-        rule(
-            "to_guest",
-            [&protocol(Field::NfProto, NFPROTO_IPV6)[..], &counted_drop("ipv6_forward")].concat(),
-        ),
+    ]);
+    rules.extend(ipv6::to_guest_rules(ipv6));
+    rules.extend([
         rule(
             "to_guest",
             vec![
@@ -302,13 +306,16 @@ pub fn inet_table(block_forwarding: bool) -> TableSpec {
         ),
         rule("to_guest", counted_drop("not_guest_forward").to_vec()),
     ]);
-    if block_forwarding {
-        // IPv4 only: ip_forward says nothing about IPv6 forwarding, which stays the host's.
-        let ipv4 = 2u8; // NFPROTO_IPV4
-        rules.push(rule(
-            "forward",
-            [&protocol(Field::NfProto, ipv4)[..], &counted_drop("forward_other")].concat(),
-        ));
+    // Each IP version apart: ip_forward says nothing about IPv6 forwarding, and back.
+    for (blocked, nfproto, counter) in
+        [(blocking.ipv4, NFPROTO_IPV4, "forward_other"), (blocking.ipv6, NFPROTO_IPV6, "forward_other6")]
+    {
+        if blocked {
+            rules.push(rule(
+                "forward",
+                [&protocol(Field::NfProto, nfproto)[..], &counted_drop(counter)].concat(),
+            ));
+        }
     }
     TableSpec { family: Family::Inet, chains, sets, counters: counters_of(Family::Inet), rules }
 }
@@ -346,6 +353,19 @@ pub fn arp_table() -> TableSpec {
 
 fn counters_of(family: Family) -> Vec<&'static str> {
     COUNTERS.iter().filter(|(f, _, _)| *f == family).map(|(_, name, _)| *name).collect()
+}
+
+#[path = "ruleset6.rs"]
+mod ipv6;
+
+#[cfg(test)]
+mod tests_support {
+    use super::{RuleSpec, TableSpec};
+
+    /// The rules of one chain, in order.
+    pub fn chain<'a>(table: &'a TableSpec, name: &str) -> Vec<&'a RuleSpec> {
+        table.rules.iter().filter(|r| r.chain == name).collect()
+    }
 }
 
 #[cfg(test)]
