@@ -121,7 +121,8 @@ pub fn plan<'a>(
     desired.subnet = uplink.map(Uplink::subnet).filter(|_| any_guest);
     desired.prefix6 = uplink.and_then(|up| Some(up.ipv6.as_ref()?.prefix)).filter(|_| any_guest);
     desired.filter.uplink = uplink.map(|up| up.interface.clone());
-    desired.filter.ipv6 = desired.prefix6.is_some();
+    // Known before the first guest: its tables are written with the IPv6 rules from the start.
+    desired.filter.ipv6 = uplink.is_some_and(|up| up.ipv6.is_some());
     desired
 }
 

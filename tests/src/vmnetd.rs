@@ -84,7 +84,7 @@ impl VmnetdHandle<'_> {
         let argv = [&*bin.to_string_lossy(), "--config", &config, "--state-dir", &state];
         let mut cmd = in_netns(self.world.host_ns(), &argv);
         cmd.env("DBUS_SYSTEM_BUS_ADDRESS", self.world.bus_address())
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", std::env::var("VMNETD_TEST_LOG").unwrap_or_else(|_| "debug".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use vmnet_tests::{kernel_config, require_root, wait_until, GuestHandle, World, LAN_DEV, UPLINK};
+use vmnet_tests::{kernel_config, require_root, wait_until, GuestHandle, Opt, World, LAN_DEV, UPLINK};
 
 const PREFIX: &str = "2001:db8:1::/64";
 const LAN_ROUTER6: &str = "2001:db8:1::1";
@@ -15,10 +15,38 @@ const LAN_CLIENT6: &str = "2001:db8:1::2";
 fn dual_stack(world: &World) {
     let (host, lan) = (world.host_ns(), world.lan_ns());
     for address in [LAN_ROUTER6, LAN_CLIENT6] {
-        world.ip(lan, &["-6", "addr", "add", &format!("{address}/64"), "dev", LAN_DEV, "nodad"]).expect("LAN address");
+        world
+            .ip(lan, &["-6", "addr", "add", &format!("{address}/64"), "dev", LAN_DEV, "nodad"])
+            .expect("LAN address");
     }
-    world.ip(host, &["-6", "addr", "add", "2001:db8:1::10/64", "dev", UPLINK, "nodad"]).expect("host address");
-    world.ip(host, &["-6", "route", "add", "default", "via", LAN_ROUTER6, "dev", UPLINK]).expect("default route");
+    world
+        .ip(host, &["-6", "addr", "add", "2001:db8:1::10/64", "dev", UPLINK, "nodad"])
+        .expect("host address");
+    world
+        .ip(host, &["-6", "route", "add", "default", "via", LAN_ROUTER6, "dev", UPLINK])
+        .expect("default route");
+}
+
+/// A guest behind `guest`'s tap, with its MAC, eth0 up with the kernel's default IPv6
+/// settings (SLAAC on), as a VM boots.
+fn slaac_guest<'w>(world: &'w World, client: &vmnet_tests::Client, guest: &str) -> GuestHandle<'w> {
+    slaac_guest_with(world, client, guest, false)
+}
+
+/// [`slaac_guest`], with temporary (privacy) addresses preferred when `temporary`.
+fn slaac_guest_with<'w>(
+    world: &'w World,
+    client: &vmnet_tests::Client,
+    guest: &str,
+    temporary: bool,
+) -> GuestHandle<'w> {
+    let tap = client.guest_property(guest, "Tap").expect("Tap");
+    let handle = world.add_guest(&tap, &client.guest_property(guest, "Mac").expect("Mac"));
+    if temporary {
+        world.set_sysctl(handle.ns(), "net.ipv6.conf.eth0.use_tempaddr", "2").expect("use_tempaddr");
+    }
+    handle.ip(&["link", "set", "eth0", "up"]).expect("eth0 up");
+    handle
 }
 
 /// The guest's global IPv6 addresses on eth0 with their flags, e.g. "2001:db8:1::5 dadfailed".
@@ -30,19 +58,27 @@ fn guest_addresses6(guest: &GuestHandle<'_>) -> Vec<String> {
             let address = words.next()?.split('/').next()?.to_owned();
             let flags: Vec<&str> =
                 words.filter(|w| ["tentative", "dadfailed", "deprecated", "temporary"].contains(w)).collect();
-            Some([address].into_iter().chain(flags.iter().map(|f| f.to_string())).collect::<Vec<_>>().join(" "))
+            Some(
+                [address]
+                    .into_iter()
+                    .chain(flags.iter().map(|f| f.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
         })
         .collect()
 }
 
-/// The guest's usable address in `prefix` (not tentative, failed or deprecated), once it has one.
+/// The guest's usable address in `network` (not tentative, failed or deprecated), once it has one.
 fn usable_address(guest: &GuestHandle<'_>, network: &str, timeout: Duration) -> Option<String> {
     let mut found = None;
     wait_until(timeout, Duration::from_millis(50), || {
-        found = guest_addresses6(guest).into_iter().find(|a| a.starts_with(network) && !a.contains(' '));
+        found = guest_addresses6(guest)
+            .into_iter()
+            .find(|a| a.starts_with(network) && a.split(' ').skip(1).all(|flag| flag == "temporary"));
         found.is_some()
     });
-    found
+    found.map(|a| a.split(' ').next().unwrap_or_default().to_owned())
 }
 
 fn ping6(world: &World, ns: &str, address: &str) -> bool {
@@ -56,15 +92,18 @@ fn a_stock_slaac_guest_gets_the_lans_prefix_and_is_reachable_both_ways() {
     require_root!();
     let world = World::new("ipv6slaac");
     dual_stack(&world);
-    let vmnetd = world.start_vmnetd(&kernel_config(&world, "[ipv6]\ndad_ms = 300\n"));
+    let vmnetd =
+        world.start_vmnetd(&kernel_config(&world, "[ipv6]\ndad_ms = 300\nforget_unused_seconds = 4\n"));
     let client = world.client();
     assert!(world.wait_for_property(&client, "Prefix6", PREFIX), "vmnetd sees the uplink's /64");
     assert_eq!(client.manager_property("Gateway6").unwrap(), LAN_ROUTER6);
     client.add_guest("web", &[]).expect("AddGuest");
     let tap = client.guest_property("web", "Tap").unwrap();
-    let guest = world.add_guest(&tap, "");
-    let address = usable_address(&guest, "2001:db8:1:", Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no SLAAC address: {:?}", guest_addresses6(&guest)));
+    let guest = slaac_guest(&world, &client, "web");
+    let address = usable_address(&guest, "2001:db8:1:", Duration::from_secs(10)).unwrap_or_else(|| {
+        let on_tap = world.ip(world.host_ns(), &["-6", "addr", "show", "dev", &tap]).unwrap_or_default();
+        panic!("no SLAAC address: {:?}; tap: {on_tap}; vmnetd: {}", guest_addresses6(&guest), vmnetd.log())
+    });
     assert!(
         wait_until(Duration::from_secs(3), Duration::from_millis(20), || client
             .guest_property("web", "Addresses6")
@@ -76,10 +115,27 @@ fn a_stock_slaac_guest_gets_the_lans_prefix_and_is_reachable_both_ways() {
     assert!(route.contains(&format!("dev {tap}")) && route.contains("proto 118"), "{route}");
     let proxies = world.ip(world.host_ns(), &["-6", "neigh", "show", "proxy"]).unwrap();
     assert!(proxies.contains(&address), "{proxies}");
-    assert!(ping6(&world, world.lan_ns(), &address), "the LAN reaches the guest");
+    assert!(
+        ping6(&world, world.lan_ns(), &address),
+        "the LAN reaches the guest: {:?} {:?} {:?} {:?}",
+        world.sysctl(world.host_ns(), "net.ipv6.conf.all.forwarding"),
+        world.sysctl(world.host_ns(), &format!("net.ipv6.conf.{UPLINK}.proxy_ndp")),
+        world.nft_counters(),
+        world.nftables()
+    );
     assert!(ping6(&world, guest.ns(), LAN_CLIENT6), "the guest reaches the LAN");
     let router = guest.ip(&["-6", "route", "show", "default"]).unwrap();
     assert!(router.contains("via fe80::766d:"), "vmnetd's router link-local: {router}");
+
+    // The guest drops the address: it stops answering for it and is forgotten.
+    guest.ip(&["-6", "addr", "del", &format!("{address}/64"), "dev", "eth0"]).expect("addr del");
+    assert!(
+        wait_until(Duration::from_secs(8), Duration::from_millis(100), || client
+            .guest_property("web", "Addresses6")
+            .is_ok_and(|a| !a.contains(&address))),
+        "forgotten"
+    );
+    assert!(world.ip(world.host_ns(), &["-6", "route", "show", &address]).unwrap().trim().is_empty());
 
     client.remove_guest("web").expect("RemoveGuest");
     let host = world.host_ns();
@@ -99,21 +155,24 @@ fn a_lan_host_holding_the_guests_address_makes_its_dad_fail_and_nothing_is_proxi
     assert!(world.wait_for_property(&client, "Prefix6", PREFIX));
     // The guest's EUI-64 address (MAC 52:54:00:12:34:56) is held on the LAN already.
     let taken = "2001:db8:1:0:5054:ff:fe12:3456";
-    world.ip(world.lan_ns(), &["-6", "addr", "add", &format!("{taken}/64"), "dev", LAN_DEV, "nodad"]).unwrap();
-    client.add_guest("web", &[]).expect("AddGuest");
-    let tap = client.guest_property("web", "Tap").unwrap();
-    let guest = world.add_guest(&tap, "52:54:00:12:34:56");
-    assert!(
-        wait_until(Duration::from_secs(10), Duration::from_millis(50), || guest_addresses6(&guest)
-            .iter()
-            .any(|a| a.starts_with(taken) && a.contains("dadfailed"))),
-        "the guest's DAD failed: {:?}",
-        guest_addresses6(&guest)
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    world
+        .ip(world.lan_ns(), &["-6", "addr", "add", &format!("{taken}/64"), "dev", LAN_DEV, "nodad"])
+        .unwrap();
+    client.add_guest("web", &[("mac", Opt::Str("52:54:00:12:34:56"))]).expect("AddGuest");
+    let guest = slaac_guest_with(&world, &client, "web", true);
+    // Its temporary address passes and is routed; the taken one never becomes usable (the
+    // kernel drops a SLAAC address whose DAD failed).
+    let temporary =
+        usable_address(&guest, "2001:db8:1:", Duration::from_secs(10)).expect("a temporary address");
+    std::thread::sleep(Duration::from_secs(2));
+    let now = guest_addresses6(&guest);
+    assert!(!now.iter().any(|a| a.starts_with(taken)), "the taken address is not the guest's: {now:?}");
     let proxies = world.ip(world.host_ns(), &["-6", "neigh", "show", "proxy"]).unwrap();
     assert!(!proxies.contains(taken), "{proxies}");
-    assert!(client.guest_property("web", "Addresses6").unwrap().is_empty());
+    let routed = client.guest_property("web", "Addresses6").unwrap();
+    assert!(!routed.contains(taken) && routed.contains(&temporary), "{routed}");
+    assert!(ping6(&world, world.lan_ns(), &temporary), "the temporary address works");
+    assert!(vmnetd.log().contains(&format!("{taken}, which guest web wants, is in use on the LAN")));
     drop(vmnetd);
 }
 
@@ -125,7 +184,7 @@ fn an_ipv4_only_uplink_gives_guests_no_ipv6_and_the_host_nothing_new() {
     let client = world.client();
     client.add_guest("web", &[]).expect("AddGuest");
     let tap = client.guest_property("web", "Tap").unwrap();
-    let guest = world.add_guest(&tap, "");
+    let guest = slaac_guest(&world, &client, "web");
     std::thread::sleep(Duration::from_secs(2));
     assert!(guest_addresses6(&guest).is_empty(), "{:?}", guest_addresses6(&guest));
     assert_eq!(client.manager_property("Prefix6").unwrap(), "");

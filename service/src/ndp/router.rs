@@ -42,6 +42,8 @@ pub async fn run(mut routers: watch::Receiver<Routers>, reports: mpsc::Sender<Fo
                 }
                 let now = routers.borrow_and_update().clone();
                 links = look_up(&now, &links);
+                let prefix = now.uplink.as_ref().map(|up| up.prefix);
+                tracing::debug!(?prefix, taps = now.taps.len(), known = links.taps.len(), "Neighbor Discovery: what to serve");
                 neighbors.update(&now, &links, Instant::now());
             }
             received = socket.receive(&mut buffer) => match received {
@@ -49,6 +51,7 @@ pub async fn run(mut routers: watch::Receiver<Routers>, reports: mpsc::Sender<Fo
                     let mut mac = [0u8; 6];
                     mac.copy_from_slice(&from.sll_addr[..6]);
                     let index = u32::try_from(from.sll_ifindex).unwrap_or(0);
+                    tracing::trace!(len, "received Neighbor Discovery on #{index}");
                     neighbors.received(&buffer[..len.min(buffer.len())], index, Mac(mac), Instant::now());
                 }
                 Err(e) => tracing::warn!("receiving Neighbor Discovery: {e}"),
@@ -57,8 +60,11 @@ pub async fn run(mut routers: watch::Receiver<Routers>, reports: mpsc::Sender<Fo
         }
         for out in neighbors.take_outgoing() {
             let Ok(index) = i32::try_from(out.ifindex) else { continue };
-            if let Err(e) = socket.send_to(&out.packet, index, out.mac).await {
-                tracing::debug!("sending Neighbor Discovery on #{}: {e}", out.ifindex);
+            match socket.send_to(&out.packet, index, out.mac).await {
+                Ok(()) => {
+                    tracing::trace!(len = out.packet.len(), "sent Neighbor Discovery on #{}", out.ifindex)
+                }
+                Err(e) => tracing::debug!("sending Neighbor Discovery on #{}: {e}", out.ifindex),
             }
         }
         for found in neighbors.take_found() {
