@@ -75,12 +75,13 @@ impl Bus {
         let read = async {
             let (name, tap, mac, owner) =
                 futures::try_join!(proxy.name(), proxy.tap(), proxy.mac(), proxy.owner())?;
-            let (address, state, state_reason, qmp, running) = futures::try_join!(
+            let (address, state, state_reason, qmp, running, addresses6) = futures::try_join!(
                 proxy.address(),
                 proxy.state(),
                 proxy.state_reason(),
                 proxy.qmp(),
-                proxy.running()
+                proxy.running(),
+                proxy.addresses6()
             )?;
             Ok::<_, zbus::Error>(GuestInfo {
                 name,
@@ -92,6 +93,7 @@ impl Bus {
                 state_reason,
                 qmp,
                 running,
+                addresses6,
             })
         };
         read.await.map_err(|e| {

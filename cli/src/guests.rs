@@ -25,13 +25,19 @@ pub fn guest_json(guest: &GuestInfo) -> serde_json::Value {
         "owner": guest.owner,
         "qmp": guest.qmp,
         "running": guest.running,
+        "addresses6": guest.addresses6,
     })
 }
 
-/// The table of `list`: a REASON column appears when some guest is not active.
+/// The table of `list`: an IPV6 column appears when some guest has IPv6 addresses, a REASON
+/// column when some guest is not active.
 pub fn guest_table(guests: &[GuestInfo], owner_name: impl Fn(u32) -> String) -> String {
     let with_reason = guests.iter().any(|g| !g.state_reason.is_empty());
+    let with_ipv6 = guests.iter().any(|g| !g.addresses6.is_empty());
     let mut headers = vec!["NAME", "TAP", "MAC", "ADDRESS", "STATE", "RUNNING", "OWNER"];
+    if with_ipv6 {
+        headers.push("IPV6");
+    }
     if with_reason {
         headers.push("REASON");
     }
@@ -47,6 +53,9 @@ pub fn guest_table(guests: &[GuestInfo], owner_name: impl Fn(u32) -> String) -> 
                 if g.running { "yes" } else { "no" }.to_owned(),
                 owner_name(g.owner),
             ];
+            if with_ipv6 {
+                row.push(or_dash(&g.addresses6.join(",")));
+            }
             if with_reason {
                 row.push(or_dash(&g.state_reason));
             }
@@ -190,6 +199,7 @@ mod tests {
             state_reason: reason.into(),
             qmp: String::new(),
             running: name == "web",
+            addresses6: Vec::new(),
         }
     }
 
@@ -212,6 +222,10 @@ mod tests {
             "db    vmt-db   0a:76:6d:00:00:01  -               conflict  no       alice  no free address\n"
         ));
         assert!(text.contains("active    yes      alice  -\n"), "{text}");
+        let dual = GuestInfo { addresses6: vec!["2001:db8:1::5".into()], ..active[0].clone() };
+        let text = guest_table(&[dual], alice);
+        assert!(text.lines().next().is_some_and(|h| h.ends_with("OWNER  IPV6")), "{text}");
+        assert!(text.contains("alice  2001:db8:1::5\n"), "{text}");
     }
 
     #[test]
@@ -220,7 +234,18 @@ mod tests {
         let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["address", "mac", "name", "owner", "qmp", "running", "state", "state_reason", "tap"]
+            [
+                "address",
+                "addresses6",
+                "mac",
+                "name",
+                "owner",
+                "qmp",
+                "running",
+                "state",
+                "state_reason",
+                "tap"
+            ]
         );
         assert_eq!(value["owner"], 1000);
         assert_eq!(value["address"], "");

@@ -22,6 +22,9 @@ pub async fn status(bus: &Bus, json: bool, verbose: bool) -> Result<(), CliError
         manager.version()
     )
     .map_err(|e| bus.zbus_error(e))?;
+    let (prefix6, gateway6, nameservers6) =
+        futures::try_join!(manager.prefix6(), manager.gateway6(), manager.nameservers6())
+            .map_err(|e| bus.zbus_error(e))?;
     let counts = Counts::of(&guests);
     let dropped = match verbose {
         true => manager.dropped().await.map_err(|e| bus.zbus_error(e))?,
@@ -35,6 +38,9 @@ pub async fn status(bus: &Bus, json: bool, verbose: bool) -> Result<(), CliError
             "subnet": subnet,
             "gateway": gateway,
             "nameservers": nameservers,
+            "prefix6": prefix6,
+            "gateway6": gateway6,
+            "nameservers6": nameservers6,
             "problems": problems,
             "version": version,
             "guests": {
@@ -65,6 +71,9 @@ pub async fn status(bus: &Bus, json: bool, verbose: bool) -> Result<(), CliError
         ("Subnet", shown(subnet)),
         ("Gateway", shown(gateway)),
         ("Nameservers", shown(nameservers.join(", "))),
+        ("IPv6 prefix", shown(prefix6)),
+        ("IPv6 gateway", shown(gateway6)),
+        ("IPv6 nameservers", shown(nameservers6.join(", "))),
         ("Guests", counts.summary()),
         ("Version", version),
     ];

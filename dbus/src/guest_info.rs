@@ -25,6 +25,8 @@ pub struct GuestInfo {
     pub qmp: String,
     /// Something (QEMU) holds the tap: its carrier is on.
     pub running: bool,
+    /// Its routed IPv6 addresses (empty without IPv6).
+    pub addresses6: Vec<String>,
 }
 
 impl GuestInfo {
@@ -43,6 +45,15 @@ impl GuestInfo {
         let owner = properties.get("Owner").map(u32::try_from).transpose().map_err(|e| {
             Error::ZBus(zbus::Error::Failure(format!("Guest1 property Owner is not a uint32: {e}")))
         })?;
+        let addresses6 = properties
+            .get("Addresses6")
+            .map(|v| Vec::<String>::try_from(v.try_clone()?))
+            .transpose()
+            .map_err(|e| {
+                Error::ZBus(zbus::Error::Failure(format!(
+                    "Guest1 property Addresses6 is not a string array: {e}"
+                )))
+            })?;
         let running = properties.get("Running").map(bool::try_from).transpose().map_err(|e| {
             Error::ZBus(zbus::Error::Failure(format!("Guest1 property Running is not a boolean: {e}")))
         })?;
@@ -56,6 +67,7 @@ impl GuestInfo {
             state_reason: text("StateReason")?.unwrap_or_default(),
             qmp: text("Qmp")?.unwrap_or_default(),
             running: running.unwrap_or_default(),
+            addresses6: addresses6.unwrap_or_default(),
         })
     }
 }

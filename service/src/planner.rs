@@ -40,19 +40,21 @@ pub struct HostRoute {
 pub struct Sysctl {
     pub key: String,
     pub value: &'static str,
+    /// Written only over this value (a host setting left alone when it is anything else).
+    pub only_over: Option<&'static str>,
 }
 
 impl Sysctl {
     fn conf(interface: &str, name: &str, value: &'static str) -> Self {
-        Sysctl { key: format!("net/ipv4/conf/{interface}/{name}"), value }
+        Sysctl { key: format!("net/ipv4/conf/{interface}/{name}"), value, only_over: None }
     }
 
     fn conf6(interface: &str, name: &str, value: &'static str) -> Self {
-        Sysctl { key: format!("net/ipv6/conf/{interface}/{name}"), value }
+        Sysctl { key: format!("net/ipv6/conf/{interface}/{name}"), value, only_over: None }
     }
 
     fn neigh(interface: &str, name: &str, value: &'static str) -> Self {
-        Sysctl { key: format!("net/ipv4/neigh/{interface}/{name}"), value }
+        Sysctl { key: format!("net/ipv4/neigh/{interface}/{name}"), value, only_over: None }
     }
 
     /// An IPv6 setting: absent when IPv6 is off (on the host or the link), which is as locked
@@ -176,17 +178,22 @@ pub fn plan_guest(uplink: Option<&Uplink>, guest: &Guest, addresses: Addresses<'
 /// The host's settings while any guest exists: ip_forward, and online no delay before the
 /// uplink answers ARP for a guest (its proxy entries otherwise wait 0–0.8 s at random). The
 /// uplink's own proxy_arp is left as it is: proxy entries answer for guests only. While the
-/// uplink has IPv6: IPv6 forwarding, and the uplink answering for its proxy NDP entries.
+/// uplink has IPv6: IPv6 forwarding, the uplink answering for its proxy NDP entries and still
+/// taking Router Advertisements if the kernel takes them there.
 pub fn host_sysctls(uplink: Option<&Uplink>, any_guest: bool) -> Vec<Sysctl> {
     if !any_guest {
         return Vec::new();
     }
-    let mut sysctls = vec![Sysctl { key: "net/ipv4/ip_forward".into(), value: "1" }];
+    let mut sysctls = vec![Sysctl { key: "net/ipv4/ip_forward".into(), value: "1", only_over: None }];
     if let Some(up) = uplink {
         sysctls.push(Sysctl::neigh(&up.interface, "proxy_delay", "0"));
         if up.ipv6.is_some() {
-            sysctls.push(Sysctl { key: IPV6_FORWARDING.into(), value: "1" });
+            sysctls.push(Sysctl { key: IPV6_FORWARDING.into(), value: "1", only_over: None });
             sysctls.push(Sysctl::conf6(&up.interface, "proxy_ndp", "1"));
+            // A forwarding host ignores Router Advertisements where accept_ra is 1: the kernel's
+            // own SLAAC on the uplink (no NetworkManager) would lose its router and addresses.
+            let keep_taking_ras = Sysctl::conf6(&up.interface, "accept_ra", "2");
+            sysctls.push(Sysctl { only_over: Some("1"), ..keep_taking_ras });
         }
     }
     sysctls
@@ -316,7 +323,8 @@ mod tests {
                 "net/ipv4/ip_forward=1",
                 "net/ipv4/neigh/wlan0/proxy_delay=0",
                 "net/ipv6/conf/all/forwarding=1",
-                "net/ipv6/conf/wlan0/proxy_ndp=1"
+                "net/ipv6/conf/wlan0/proxy_ndp=1",
+                "net/ipv6/conf/wlan0/accept_ra=2"
             ]
         );
         // The roam: the new prefix's router, none of the old addresses.

@@ -32,6 +32,11 @@ impl Default for Sysctls {
 }
 
 impl Sysctls {
+    /// A tree other than /proc/sys (for tests).
+    #[cfg(test)]
+    pub fn at(root: PathBuf) -> Self {
+        Self { root }
+    }
     pub fn read(&self, key: &str) -> Result<String, SysctlError> {
         std::fs::read_to_string(self.root.join(key))
             .map(|value| value.trim().to_owned())
