@@ -1,12 +1,16 @@
-//! What vmnetd does when the machine lets it down: here, a state directory that cannot be
-//! written during a roam.
+//! What vmnetd does when the machine lets it down: a state directory that cannot be written
+//! during a roam, the system bus going away, a socket it cannot open. Never half alive: it
+//! either keeps working or exits non-zero (for systemd to restart it), saying why.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vmnet_tests::vmnetd::saved_state;
+use vmnet_tests::vmnetd::{saved_state, vmnetd_binary};
 use vmnet_tests::{kernel_config, require_root, World};
+
+/// How long vmnetd may take to notice that something it needs is gone.
+const NOTICE: Duration = Duration::from_secs(5);
 
 /// `chattr +i` on a directory and its files (even root cannot create files in it, or write to
 /// them), undone on Drop.
@@ -65,4 +69,42 @@ fn a_roam_with_an_unwritable_state_directory_moves_the_guests_and_saves_later() 
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(world.wait_for_property(&client, "Problems", ""), "no problem left");
+}
+
+#[test]
+fn vmnetd_on_the_kernel_source_exits_non_zero_when_the_system_bus_goes_away() {
+    require_root!();
+    let world = World::new("busgone");
+    let mut vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    world.client().add_guest("web", &[]).expect("AddGuest");
+    world.stop_bus().expect("stop the dbus-daemon");
+    let status = vmnetd.wait_for_exit(NOTICE).expect("vmnetd exits when its bus is gone");
+    assert_eq!(status.code(), Some(1), "{}", vmnetd.log());
+    assert!(vmnetd.log().contains("the system bus connection closed"), "{}", vmnetd.log());
+}
+
+#[test]
+fn vmnetd_exits_non_zero_when_it_cannot_listen_for_stale_dhcp_requests() {
+    require_root!();
+    let world = World::new("nostale");
+    let config = world.dir().join("vmnetd.toml");
+    std::fs::write(&config, kernel_config(&world, "")).expect("write the config");
+    // Without CAP_NET_RAW no packet socket opens: the stale-request listener cannot start.
+    let out = Command::new("timeout")
+        .args(["10", "ip", "netns", "exec", world.host_ns(), "setpriv", "--bounding-set", "-net_raw", "--"])
+        .arg(vmnetd_binary().expect("vmnetd binary"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(world.dir().join("state"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", world.bus_address())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run vmnetd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exits by itself, non-zero: {stderr}");
+    assert!(
+        stderr.contains("the DHCP server stopped: cannot listen for DHCP requests from stale addresses"),
+        "{stderr}"
+    );
 }
