@@ -85,7 +85,10 @@ struct Shared {
 /// Serves DHCP on every tap in `leases` until the sender is dropped, and reports declines (at
 /// the rate [`limit`] allows). Fails at once if it cannot listen for stale requests (no
 /// `CAP_NET_RAW`, no descriptors left): vmnetd then exits, rather than serve without NAKs.
-pub async fn run(mut leases: watch::Receiver<Leases>, declines: mpsc::Sender<Declined>) -> Result<(), String> {
+pub async fn run(
+    mut leases: watch::Receiver<Leases>,
+    declines: mpsc::Sender<Declined>,
+) -> Result<(), String> {
     let shared = Arc::new(Shared {
         leases: leases.clone(),
         declines,
