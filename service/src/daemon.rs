@@ -70,6 +70,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
         publisher: Publisher::new(connection.clone(), view_reader.clone(), carriers.now.clone()),
         announce: config.arp.announce,
     };
+    let guests = state.guests.iter().map(|stored| stored.guest.clone()).collect();
     let first = uplink.borrow().clone();
     let mut reconciler = Reconciler::new(
         config,
@@ -82,6 +83,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
         Outputs { view, ready, leases, notifier },
     );
     reconciler.start().await;
+    crate::reconciler::notify::bring_links_up(guests);
     tracing::info!("vmnetd {} ready on {}", env!("CARGO_PKG_VERSION"), vmnet_dbus::BUS_NAME);
 
     let inputs = Inputs { uplink, commands: command_queue, declines: decline_queue, taps: carriers };

@@ -1,13 +1,14 @@
 //! What vmnetd does when the machine lets it down: a state directory that cannot be written
-//! during a roam, the system bus going away, a socket it cannot open. Never half alive: it
-//! either keeps working or exits non-zero (for systemd to restart it), saying why.
+//! during a roam, the system bus going away, a socket it cannot open, a crash in the middle of
+//! a guest's link flap. Never half alive: it either keeps working or exits non-zero (for
+//! systemd to restart it), saying why, and a restart converges.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmnet_tests::vmnetd::{saved_state, vmnetd_binary};
-use vmnet_tests::{kernel_config, require_root, World};
+use vmnet_tests::{kernel_config, require_root, Opt, Signal, World};
 
 /// How long vmnetd may take to notice that something it needs is gone.
 const NOTICE: Duration = Duration::from_secs(5);
@@ -107,4 +108,32 @@ fn vmnetd_exits_non_zero_when_it_cannot_listen_for_stale_dhcp_requests() {
         stderr.contains("the DHCP server stopped: cannot listen for DHCP requests from stale addresses"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_link_left_down_by_a_flap_cut_short_by_a_crash_comes_back_up_when_vmnetd_restarts() {
+    require_root!();
+    let world = World::new("flapcut");
+    let mut vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    let client = world.client();
+    // The netns guest's QMP socket is g<n>.qmp in the World's directory; this is its first guest.
+    let qmp = world.dir().join("g0.qmp");
+    client.add_guest("web", &[("qmp", Opt::Str(&qmp.to_string_lossy()))]).expect("AddGuest");
+    let tap = client.guest_property("web", "Tap").unwrap();
+    let guest = world.dhcp_guest(&tap, &client.guest_property("web", "Mac").unwrap(), true);
+    assert_eq!(guest.wait_for_lease(NOTICE * 3).expect("lease").cidr(), "198.51.100.200/24");
+
+    // A roam flaps the guest's link; vmnetd dies while the link is down (a 300 ms window).
+    world.move_uplink("203.0.113.10/24", "203.0.113.1").expect("roam");
+    guest.wait_for_event("link down", NOTICE).expect("vmnetd took the guest's link down");
+    vmnetd.kill(Signal::SIGKILL).expect("kill vmnetd");
+    assert!(
+        guest.wait_for_event("link up", Duration::from_secs(1)).is_err(),
+        "the flap finished before vmnetd was killed: the test proves nothing"
+    );
+
+    vmnetd.restart().expect("restart vmnetd");
+    guest.wait_for_event("link up", NOTICE).expect("the restarted vmnetd set the link up");
+    let lease = guest.wait_for_lease(NOTICE * 3).expect("a lease once the link is back");
+    assert_eq!(lease.cidr(), "203.0.113.200/24");
 }
