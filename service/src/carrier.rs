@@ -137,24 +137,31 @@ pub fn follow() -> std::io::Result<TapFeed> {
     tokio::spawn(connection);
     let (sender, now) = watch::channel(Carriers::default());
     let (changes, first) = broadcast::channel(CHANGE_QUEUE);
-    tokio::spawn(run(handle, notifications, sender, changes));
+    let read_links = move || {
+        let handle = handle.clone();
+        async move { dump(&handle).await }
+    };
+    tokio::spawn(run(read_links, notifications, sender, changes));
     Ok(TapFeed { now, changes: first })
 }
 
-async fn run<A>(
-    handle: Handle,
+/// Follows `notifications`; `read_links` reads every link, at the start and after an overrun.
+async fn run<A, Read>(
+    mut read_links: impl FnMut() -> Read,
     mut notifications: impl Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, A)> + Unpin,
     sender: watch::Sender<Carriers>,
     changes: broadcast::Sender<TapChange>,
-) {
-    let mut links = dump(&handle).await;
+) where
+    Read: std::future::Future<Output = Links>,
+{
+    let mut links = read_links().await;
     sender.send_replace(links.carriers());
     while let Some((message, _)) = notifications.next().await {
         let changed = match message.payload {
             NetlinkPayload::InnerMessage(inner) => links.apply(&inner),
             NetlinkPayload::Overrun(_) => {
                 tracing::warn!("link notifications were lost (socket buffer full); reading all links again");
-                let older = std::mem::replace(&mut links, dump(&handle).await);
+                let older = std::mem::replace(&mut links, read_links().await);
                 links.changes_since(&older)
             }
             _ => continue,
@@ -225,6 +232,46 @@ mod tests {
         let gone = links.apply(&RouteNetlinkMessage::DelLink(link(8, "vmt-db", false)));
         assert_eq!(gone, [tap("vmt-db", Some(false), None)]);
         assert!(links.carriers().is_empty());
+    }
+
+    fn links(all: &[(u32, &str, bool)]) -> Links {
+        let mut links = Links::default();
+        for &(index, name, up) in all {
+            links.apply(&RouteNetlinkMessage::NewLink(link(index, name, up)));
+        }
+        links
+    }
+
+    #[tokio::test]
+    async fn an_overrun_reads_every_link_again_and_reports_what_changed_meanwhile() {
+        // The first reading, then the one after the overrun: vmt-web went, vmt-db started.
+        let mut readings = vec![
+            links(&[(8, "vmt-db", false), (9, "vmt-new", false)]).0,
+            links(&[(7, "vmt-web", true), (8, "vmt-db", false)]).0,
+        ];
+        let read_links = move || {
+            let reading = Links(readings.pop().unwrap_or_default());
+            async move { reading }
+        };
+        let overrun = NetlinkMessage::new(Default::default(), NetlinkPayload::Overrun(Vec::new()));
+        let more = RouteNetlinkMessage::NewLink(link(8, "vmt-db", true));
+        let more = NetlinkMessage::new(Default::default(), NetlinkPayload::InnerMessage(more));
+        let notifications = futures::stream::iter([(overrun, ()), (more, ())]);
+        let (sender, now) = watch::channel(Carriers::default());
+        let (changes, mut seen) = broadcast::channel(CHANGE_QUEUE);
+        run(read_links, notifications, sender, changes).await;
+        let mut reported = Vec::new();
+        while let Ok(change) = seen.try_recv() {
+            reported.push(change);
+        }
+        let expected = [
+            tap("vmt-web", Some(true), None),
+            tap("vmt-new", None, Some(false)),
+            tap("vmt-db", Some(false), Some(true)),
+        ];
+        assert_eq!(reported, expected);
+        let carriers = BTreeMap::from([("vmt-db".to_owned(), true), ("vmt-new".to_owned(), false)]);
+        assert_eq!(*now.borrow(), carriers);
     }
 
     #[test]

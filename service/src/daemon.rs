@@ -62,7 +62,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
 
     // From here on this is the only vmnetd: it may touch the kernel.
     let (netlink, netlink_task) = Netlink::connect().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
-    let source = configured_source(&config, &connection).await?;
+    let (source, source_task) = configured_source(&config, &connection).await?;
     let uplink = source.clone().follow().await?;
     let carriers = crate::carrier::follow().map_err(|e| format!("cannot follow tap carriers: {e}"))?;
     tokio::spawn(crate::bus::running::publish(connection.clone(), view_reader.clone(), carriers.clone()));
@@ -77,6 +77,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
         publisher: Publisher::new(connection.clone(), view_reader.clone(), carriers.now.clone()),
         announce: config.arp.announce,
     };
+    let guests = state.guests.iter().map(|stored| stored.guest.clone()).collect();
     let first = uplink.borrow().clone();
     let mut reconciler = Reconciler::new(
         config,
@@ -89,6 +90,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
         Outputs { view, ready, leases, routers, notifier },
     );
     reconciler.start().await;
+    crate::reconciler::notify::bring_links_up(guests);
     tracing::info!("vmnetd {} ready on {}", env!("CARGO_PKG_VERSION"), vmnet_dbus::BUS_NAME);
 
     let inputs =
@@ -98,8 +100,14 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
     tokio::select! {
         () = reconciler.run(inputs) => Err("the reconciler stopped".into()),
         ended = netlink_task => Err(format!("the rtnetlink connection ended: {ended:?}")),
-        ended = supervise(dhcp_task) => Err(format!("the DHCP server stopped: {ended:?}")),
+        ended = supervise(source_task) => Err(format!("the uplink's rtnetlink connection ended: {ended:?}")),
+        ended = supervise(dhcp_task) => Err(match ended {
+            Ok(Err(e)) => format!("the DHCP server stopped: {e}"),
+            ended => format!("the DHCP server stopped: {ended:?}"),
+        }),
         ended = supervise(ndp_task) => Err(format!("the IPv6 Neighbor Discovery task stopped: {ended:?}")),
+        // Every source, not only NetworkManager's, needs the bus: D-Bus is vmnetd's interface.
+        () = connection.closed() => Err("the system bus connection closed".into()),
         _ = terminate.recv() => Ok(()),
         _ = interrupt.recv() => Ok(()),
     }
@@ -107,7 +115,7 @@ pub async fn run(config: Config, state_dir: PathBuf) -> Result<(), String> {
 }
 
 /// Waits for a task that must never end; forever when there is none.
-async fn supervise(task: Option<tokio::task::JoinHandle<()>>) -> Result<(), tokio::task::JoinError> {
+async fn supervise<T>(task: Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
     match task {
         Some(task) => task.await,
         None => std::future::pending().await,
@@ -150,20 +158,28 @@ fn lock_state_dir(dir: &Path) -> Result<File, String> {
     Ok(file)
 }
 
-async fn configured_source(config: &Config, connection: &zbus::Connection) -> Result<Source, String> {
+/// The source, with the task of its own rtnetlink connection if it has one (to supervise).
+async fn configured_source(
+    config: &Config,
+    connection: &zbus::Connection,
+) -> Result<(Source, Option<tokio::task::JoinHandle<()>>), String> {
     Ok(match config.uplink.source {
         SourceKind::Kernel => {
             let interface = config.uplink.interface.clone().ok_or("uplink.interface is required")?;
             // A socket of its own: a netlink socket runs one dump at a time (EBUSY otherwise),
             // and the executor's dumps must not make a reading of the uplink fail.
-            let netlink = Netlink::connect_reader()
+            let (netlink, task) = Netlink::connect_reader()
                 .map_err(|e| format!("cannot open rtnetlink for the uplink: {e}"))?;
-            Source::Kernel(KernelUplink::new(netlink, &config.uplink, interface, config.ipv6.enabled))
+            let source = KernelUplink::new(netlink, &config.uplink, interface, config.ipv6.enabled);
+            (Source::Kernel(source), Some(task))
         }
-        SourceKind::NetworkManager => Source::NetworkManager(
-            NmUplink::new(connection.clone(), &config.uplink, config.ipv6.enabled)
-                .await
-                .map_err(|e| format!("NetworkManager source: {e}"))?,
+        SourceKind::NetworkManager => (
+            Source::NetworkManager(
+                NmUplink::new(connection.clone(), &config.uplink, config.ipv6.enabled)
+                    .await
+                    .map_err(|e| format!("NetworkManager source: {e}"))?,
+            ),
+            None,
         ),
     })
 }

@@ -3,7 +3,8 @@
 //!
 //! The socket's owner is untrusted (any user can register a path and serve anything there), so
 //! vmnetd talks only to a peer running as the guest's owner, reads bounded lines, and never
-//! leaves a link down it took down.
+//! leaves a link down it took down: not even when it stops in the middle of a flap, as it sets
+//! every guest's link up when it starts ([`set_link_up`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -64,11 +65,23 @@ pub async fn flap_link(socket: &Path, owner: u32, mac: Mac) -> Result<String, Qm
     }
 }
 
+/// Sets the link of the NIC with `mac` up, under the same owner rule as [`flap_link`]: at
+/// start-up, for a flap that a stopped vmnetd may have left with the link down. Idempotent:
+/// QEMU tells the guest nothing when its link is up already.
+pub async fn set_link_up(socket: &Path, owner: u32, mac: Mac) -> Result<String, QmpError> {
+    let up = async {
+        let mut qmp = Qmp::connect(socket, owner).await?;
+        let nic = qmp.nic_with_mac(mac).await?;
+        qmp.set_link(&nic, true).await?;
+        Ok(nic)
+    };
+    tokio::time::timeout(TIMEOUT, up).await.unwrap_or(Err(QmpError::Timeout))
+}
+
 /// `down` is set to the NIC's name while its link is down.
 async fn flap(socket: &Path, owner: u32, mac: Mac, down: &mut Option<String>) -> Result<String, QmpError> {
     let mut qmp = Qmp::connect(socket, owner).await?;
-    let filters = qmp.execute(json!({"execute": "query-rx-filter"})).await?;
-    let nic = nic_with_mac(&filters, mac).ok_or(QmpError::NoNic(mac))?;
+    let nic = qmp.nic_with_mac(mac).await?;
     *down = Some(nic.clone());
     qmp.set_link(&nic, false).await?;
     tokio::time::sleep(LINK_DOWN).await;
@@ -121,6 +134,11 @@ impl Qmp {
         read_reply(&mut qmp.stream).await?; // the greeting
         qmp.execute(json!({"execute": "qmp_capabilities"})).await?;
         Ok(qmp)
+    }
+
+    async fn nic_with_mac(&mut self, mac: Mac) -> Result<String, QmpError> {
+        let filters = self.execute(json!({"execute": "query-rx-filter"})).await?;
+        nic_with_mac(&filters, mac).ok_or(QmpError::NoNic(mac))
     }
 
     async fn set_link(&mut self, nic: &str, up: bool) -> Result<(), QmpError> {

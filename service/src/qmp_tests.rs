@@ -113,6 +113,16 @@ async fn flaps_the_nic_with_the_guests_mac() {
     assert!(matches!(flap_link(&fake.socket, own_uid(), other).await, Err(QmpError::NoNic(_))));
 }
 
+#[tokio::test]
+async fn set_link_up_only_sets_the_guests_nic_up_and_only_for_its_owner() {
+    let fake = fake_qemu(GREETING.into(), None);
+    assert_eq!(set_link_up(&fake.socket, own_uid(), MAC).await.unwrap(), "net0");
+    assert_eq!(set_links(&fake), [(0, true)]);
+    let refused = set_link_up(&fake.socket, own_uid().wrapping_add(1), MAC).await;
+    assert!(matches!(refused, Err(QmpError::WrongOwner { .. })), "{refused:?}");
+    assert_eq!(set_links(&fake), [(0, true)], "nothing sent to another user's QEMU");
+}
+
 /// Also a root peer for another user's guest: only the owner's own QEMU is driven.
 #[tokio::test]
 async fn a_peer_that_is_not_exactly_the_owner_is_not_driven() {

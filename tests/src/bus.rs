@@ -182,3 +182,10 @@ impl Bus {
         wait_until(timeout, Duration::from_millis(20), || self.has_owner(name))
     }
 }
+
+impl crate::World {
+    /// Stops the World's dbus-daemon (SIGTERM, then SIGKILL): every connection to it closes.
+    pub fn stop_bus(&self) -> io::Result<std::process::ExitStatus> {
+        self.procs.stop(self.bus().pid())
+    }
+}

@@ -2,7 +2,7 @@
 //! `tapguest` binary, configured by hand or by its own DHCP client. The World's Drop stops the
 //! relay and its servers and deletes the netns.
 
-use crate::cmd::{error, in_netns, ip, output, wait_until};
+use crate::cmd::{error, in_netns, ip, output, run, wait_until};
 use crate::lease::Lease;
 use crate::qmp::{Qmp, QmpError};
 use crate::world::World;
@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -223,6 +223,22 @@ impl GuestHandle<'_> {
             Some(lease) if !lease.starts_with("error ") => Lease::parse(lease),
             _ => Err(error(format!("{}: {line}", self.ns))),
         }
+    }
+
+    /// Asks the guest's DHCP client to renew its lease now (SIGUSR1 to its udhcpc, found
+    /// among the processes of the guest's netns); wait for `dhcp renew` to see it done.
+    pub fn renew_lease(&self) -> io::Result<()> {
+        let pids = run(Command::new("ip").args(["netns", "pids", &self.ns]))?;
+        let udhcpc = pids
+            .split_whitespace()
+            .find(|pid| {
+                let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                argv.split(|&b| b == 0).nth(1) == Some(&b"udhcpc"[..]) // busybox udhcpc ...
+            })
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .ok_or_else(|| error(format!("no udhcpc runs in {}", self.ns)))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(udhcpc), nix::sys::signal::Signal::SIGUSR1)
+            .map_err(io::Error::from)
     }
 
     /// Connects to the relay's QMP socket (capabilities negotiated).

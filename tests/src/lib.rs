@@ -8,6 +8,7 @@
 //!
 //! Everything here needs root: start each test with [`require_root!`].
 
+mod arpwatch;
 mod cmd;
 mod guest_image;
 mod lan;
@@ -34,6 +35,7 @@ pub mod vmnetd;
 pub mod wifi;
 pub mod world;
 
+pub use arpwatch::{ArpSeen, ArpWatch};
 pub use bus::{dbus_error_name, Bus};
 pub use checks::{kernel_config, KernelState};
 pub use client::{Client, Opt};

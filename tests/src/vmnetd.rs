@@ -164,6 +164,15 @@ impl VmnetdHandle<'_> {
         Ok(status)
     }
 
+    /// Waits up to `timeout` for vmnetd to exit by itself; its exit status, or an error.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
+        let pid = self.pid.ok_or_else(|| error("vmnetd is not running"))?;
+        let status = self.world.procs.wait_exit(pid, timeout)?;
+        let status = status.ok_or_else(|| error(format!("vmnetd still runs after {timeout:?}")))?;
+        self.pid = None;
+        Ok(status)
+    }
+
     /// Stops vmnetd with SIGTERM if it runs, starts it again with the same config and state
     /// directory, and waits until it owns `org.vmnet` again.
     pub fn restart(&mut self) -> io::Result<()> {

@@ -83,8 +83,12 @@ struct Shared {
 }
 
 /// Serves DHCP on every tap in `leases` until the sender is dropped, and reports declines (at
-/// the rate [`limit`] allows).
-pub async fn run(mut leases: watch::Receiver<Leases>, declines: mpsc::Sender<Declined>) {
+/// the rate [`limit`] allows). Fails at once if it cannot listen for stale requests (no
+/// `CAP_NET_RAW`, no descriptors left): vmnetd then exits, rather than serve without NAKs.
+pub async fn run(
+    mut leases: watch::Receiver<Leases>,
+    declines: mpsc::Sender<Declined>,
+) -> Result<(), String> {
     let shared = Arc::new(Shared {
         leases: leases.clone(),
         declines,
@@ -92,8 +96,7 @@ pub async fn run(mut leases: watch::Receiver<Leases>, declines: mpsc::Sender<Dec
         decline_limit: Mutex::default(),
     });
     let stale = stale::StaleListener::open()
-        .inspect_err(|e| tracing::warn!("cannot listen for DHCP requests from stale addresses: {e}"))
-        .ok();
+        .map_err(|e| format!("cannot listen for DHCP requests from stale addresses: {e}"))?;
     let mut raw = vec![0u8; 1600];
     let mut servers: BTreeMap<String, TapServer> = BTreeMap::new();
     loop {
@@ -111,10 +114,10 @@ pub async fn run(mut leases: watch::Receiver<Leases>, declines: mpsc::Sender<Dec
                         for server in servers.into_values() {
                             server.task.abort();
                         }
-                        return;
+                        return Ok(());
                     }
                 },
-                received = receive_stale(stale.as_ref(), &mut raw) => match received {
+                received = stale.receive(&mut raw) => match received {
                     Ok((index, source, payload)) => {
                         let Some((tap, server)) = servers.iter().find(|(_, s)| s.ifindex == index) else { continue };
                         // Requests the kernel delivers reach the tap's UDP socket; only the
@@ -238,16 +241,6 @@ async fn answer(shared: &Shared, tap: &str, socket: &UdpSocket, bytes: &[u8]) {
         }
         Outcome::Released(address) => tracing::info!("DHCP: {guest} on {tap} released {address}"),
         Outcome::Ignored(why) => tracing::debug!("DHCP on {tap}: ignored a request: {why}"),
-    }
-}
-
-async fn receive_stale(
-    stale: Option<&stale::StaleListener>,
-    buffer: &mut [u8],
-) -> std::io::Result<(u32, Ipv4Addr, std::ops::Range<usize>)> {
-    match stale {
-        Some(listener) => listener.receive(buffer).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -57,11 +57,12 @@ impl Netlink {
     }
 
     /// [`Netlink::connect`] without the deletion thread: for a reader of links, addresses and
-    /// routes (the kernel uplink source), whose dumps then never meet the executor's.
-    pub fn connect_reader() -> std::io::Result<Self> {
+    /// routes (the kernel uplink source), whose dumps then never meet the executor's. The task
+    /// returned drives the connection: it must not end.
+    pub fn connect_reader() -> std::io::Result<(Self, tokio::task::JoinHandle<()>)> {
         let (connection, handle, _) = rtnetlink::new_connection_with_strict_check()?;
-        tokio::spawn(connection);
-        Ok(Self { slow: handle.clone(), handle })
+        let task = tokio::spawn(connection);
+        Ok((Self { slow: handle.clone(), handle }, task))
     }
 }
 

@@ -81,3 +81,21 @@ impl Notifier for WorldNotifier {
         }
     }
 }
+
+/// At start-up, in the background: sets the link of every guest with a QMP socket up, in case
+/// vmnetd stopped (or crashed) while a flap had it down. A guest whose QEMU is not running is
+/// skipped quietly.
+pub fn bring_links_up(guests: Vec<Guest>) {
+    for guest in guests {
+        let Some(socket) = guest.qmp else { continue };
+        tokio::spawn(async move {
+            match qmp::set_link_up(Path::new(&socket), guest.owner, guest.mac).await {
+                Ok(nic) => tracing::debug!("guest {}: NIC {nic} is up", guest.name),
+                Err(qmp::QmpError::Io(e)) => tracing::debug!("guest {}: QMP {socket}: {e}", guest.name),
+                Err(e) => {
+                    tracing::warn!("guest {}: cannot set its link up over QMP {socket}: {e}", guest.name)
+                }
+            }
+        });
+    }
+}

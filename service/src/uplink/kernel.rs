@@ -184,3 +184,88 @@ fn is_relevant(payload: &NetlinkPayload<RouteNetlinkMessage>, (interface, index)
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::address::AddressMessage;
+    use netlink_packet_route::link::LinkMessage;
+    use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+
+    use super::*;
+
+    const UPLINK: &str = "wlan0";
+
+    fn payload(message: RouteNetlinkMessage) -> NetlinkPayload<RouteNetlinkMessage> {
+        NetlinkPayload::InnerMessage(message)
+    }
+
+    fn link(name: &str) -> LinkMessage {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        link
+    }
+
+    fn address(label: &str) -> AddressMessage {
+        let mut address = AddressMessage::default();
+        address.attributes.push(AddressAttribute::Label(label.to_owned()));
+        address
+    }
+
+    /// A route to a /`prefix_len` through interface index `oif`.
+    fn route(prefix_len: u8, oif: u32) -> RouteMessage {
+        let mut route = RouteMessage::default();
+        route.header.destination_prefix_length = prefix_len;
+        route.attributes.push(RouteAttribute::Oif(oif));
+        route
+    }
+
+    #[test]
+    fn lost_notifications_are_relevant() {
+        // What netlink-proto delivers when recv(2) fails with ENOBUFS.
+        assert!(is_relevant(&NetlinkPayload::Overrun(Vec::new()), (UPLINK, 2)));
+    }
+
+    #[test]
+    fn the_uplinks_link_and_addresses_and_every_default_route_are_relevant() {
+        for message in [
+            RouteNetlinkMessage::NewLink(link(UPLINK)),
+            RouteNetlinkMessage::DelLink(link(UPLINK)),
+            RouteNetlinkMessage::NewAddress(address(UPLINK)),
+            RouteNetlinkMessage::DelAddress(address("wlan0:1")),
+            RouteNetlinkMessage::NewRoute(route(0, 2)),
+            RouteNetlinkMessage::DelRoute(route(0, 9)),
+        ] {
+            assert!(is_relevant(&payload(message.clone()), (UPLINK, 2)), "{message:?}");
+        }
+    }
+
+    #[test]
+    fn taps_their_host_routes_and_other_interfaces_are_not() {
+        for message in [
+            RouteNetlinkMessage::NewLink(link("vmt-web")),
+            RouteNetlinkMessage::DelLink(link("wlan01")),
+            RouteNetlinkMessage::NewAddress(address("wlan01")),
+            RouteNetlinkMessage::NewAddress(address("eth0")),
+            // A tap's /32 host route, as vmnetd adds one per guest.
+            RouteNetlinkMessage::NewRoute(route(32, 7)),
+            RouteNetlinkMessage::DelRoute(route(32, 7)),
+            RouteNetlinkMessage::NewRoute(route(24, 2)),
+        ] {
+            assert!(!is_relevant(&payload(message.clone()), (UPLINK, 2)), "{message:?}");
+        }
+        assert!(!is_relevant(&NetlinkPayload::Noop, (UPLINK, 2)));
+    }
+
+    #[test]
+    fn ipv6_addresses_of_the_uplink_only_are_relevant() {
+        let ipv6_address = |index| {
+            let mut address = AddressMessage::default();
+            address.header.family = AddressFamily::Inet6;
+            address.header.index = index;
+            payload(RouteNetlinkMessage::NewAddress(address))
+        };
+        assert!(is_relevant(&ipv6_address(2), (UPLINK, 2)));
+        assert!(!is_relevant(&ipv6_address(7), (UPLINK, 2)), "a tap's router link-local");
+        assert!(is_relevant(&ipv6_address(7), (UPLINK, 0)), "the uplink's index not known yet");
+    }
+}
