@@ -160,7 +160,10 @@ pub(crate) fn wait_listening(ns: &str, port: u16, v6: bool) -> io::Result<()> {
             .is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
     };
     if !wait_until(Duration::from_secs(5), Duration::from_millis(10), listening) {
-        return Err(error(format!("nothing in {ns} listens on TCP{} port {port}", if v6 { "6" } else { "" })));
+        return Err(error(format!(
+            "nothing in {ns} listens on TCP{} port {port}",
+            if v6 { "6" } else { "" }
+        )));
     }
     Ok(())
 }

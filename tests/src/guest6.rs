@@ -4,7 +4,6 @@
 use crate::cmd::{error, wait_until};
 use crate::guest::GuestHandle;
 use crate::ip6::{self, Addr6, Prefix6};
-use crate::nm::ipv6::{ping6_from_source, tcp6_from_source};
 use std::io;
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -98,7 +97,8 @@ impl GuestHandle<'_> {
             found.is_some()
         };
         if !wait_until(timeout, Duration::from_millis(10), present) {
-            let now: Vec<String> = self.addresses6().unwrap_or_default().iter().map(Addr6::to_string).collect();
+            let now: Vec<String> =
+                self.addresses6().unwrap_or_default().iter().map(Addr6::to_string).collect();
             return Err(error(format!(
                 "{}: no {what} address in {prefix} within {timeout:?}; eth0 has {now:?}",
                 self.ns()
@@ -110,12 +110,12 @@ impl GuestHandle<'_> {
     /// Pings `addr` over IPv6 from the guest (from `source` if given, else the kernel's
     /// choice), once a try, for up to about 3 s.
     pub fn ping6_from_guest(&self, addr: &str, source: Option<&str>) -> bool {
-        ping6_from_source(self.ns(), source, addr)
+        ip6::ping(self.ns(), source, addr)
     }
 
     /// Connects over TCP6 from the guest (from `source` if given) to `[addr]:port` and returns
     /// what the server sent (trimmed), or None if that failed or nothing came within 3 s.
     pub fn tcp6_from_guest(&self, addr: &str, port: u16, source: Option<&str>) -> Option<String> {
-        tcp6_from_source(self.ns(), source, addr, port)
+        ip6::tcp(self.ns(), source, addr, port)
     }
 }

@@ -12,8 +12,8 @@ use dhcproto::Encodable;
 use crate::cmd::error;
 
 pub use crate::hostile6::{
-    dad_probe, solicited_node, unsolicited_neighbor_advertisement, Ip6Frame, ALL_NODES, NA_OVERRIDE, NA_ROUTER,
-    NA_SOLICITED,
+    dad_probe, solicited_node, unsolicited_neighbor_advertisement, Ip6Frame, ALL_NODES, ALL_ROUTERS,
+    NA_OVERRIDE, NA_ROUTER, NA_SOLICITED,
 };
 
 pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];

@@ -7,6 +7,8 @@ use std::net::Ipv6Addr;
 
 /// ff02::1, all nodes on the link.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// ff02::2, all routers on the link.
+pub const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
 /// Neighbor Advertisement flags (RFC 4861 4.4).
 pub const NA_ROUTER: u8 = 0x80;
 pub const NA_SOLICITED: u8 = 0x40;
@@ -64,13 +66,9 @@ impl Ip6Frame {
     /// The checksum over the pseudo-header and `upper` (whose checksum field is zero).
     fn checksum(&self, next_header: u8, upper: &[u8]) -> u16 {
         let length = u32::try_from(upper.len()).unwrap_or(u32::MAX);
-        let pseudo = [
-            &self.from.octets()[..],
-            &self.to.octets(),
-            &length.to_be_bytes(),
-            &[0, 0, 0, next_header],
-        ]
-        .concat();
+        let pseudo =
+            [&self.from.octets()[..], &self.to.octets(), &length.to_be_bytes(), &[0, 0, 0, next_header]]
+                .concat();
         internet_checksum(&[&pseudo[..], upper].concat())
     }
 
@@ -88,8 +86,9 @@ impl Ip6Frame {
     /// A UDP datagram from port `sport` to `dport`, with its (in IPv6 mandatory) checksum.
     pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
         let length = u16::try_from(8 + payload.len()).unwrap_or(u16::MAX);
-        let mut udp = [&sport.to_be_bytes()[..], &dport.to_be_bytes(), &length.to_be_bytes(), &[0, 0], payload]
-            .concat();
+        let mut udp =
+            [&sport.to_be_bytes()[..], &dport.to_be_bytes(), &length.to_be_bytes(), &[0, 0], payload]
+                .concat();
         let checksum = match self.checksum(UDP, &udp) {
             0 => 0xffff, // 0 means "no checksum", which IPv6 forbids
             sum => sum,
@@ -105,11 +104,27 @@ impl Ip6Frame {
 
     /// A Neighbor Advertisement for `target` with `flags` ([`NA_OVERRIDE`]...) and, if
     /// given, the target link-layer address option (hop limit 255).
-    pub fn neighbor_advertisement(&self, target: Ipv6Addr, flags: u8, target_mac: Option<[u8; 6]>) -> Vec<u8> {
+    pub fn neighbor_advertisement(
+        &self,
+        target: Ipv6Addr,
+        flags: u8,
+        target_mac: Option<[u8; 6]>,
+    ) -> Vec<u8> {
         let mut message = vec![136, 0, 0, 0, flags, 0, 0, 0];
         message.extend_from_slice(&target.octets());
         if let Some(mac) = target_mac {
             message.extend_from_slice(&[2, 1]);
+            message.extend_from_slice(&mac);
+        }
+        self.hop_limit(255).icmpv6(&message)
+    }
+
+    /// A Router Solicitation, with the source link-layer address option if `source_mac` is
+    /// given (not from ::) (hop limit 255): routers answer with an RA at once.
+    pub fn router_solicitation(&self, source_mac: Option<[u8; 6]>) -> Vec<u8> {
+        let mut message = vec![133, 0, 0, 0, 0, 0, 0, 0];
+        if let Some(mac) = source_mac {
+            message.extend_from_slice(&[1, 1]);
             message.extend_from_slice(&mac);
         }
         self.hop_limit(255).icmpv6(&message)
@@ -137,7 +152,8 @@ pub fn unsolicited_neighbor_advertisement(mac: [u8; 6], target: Ipv6Addr) -> Vec
 /// The Neighbor Solicitation of Duplicate Address Detection for `target`, from `mac`: source
 /// ::, to `target`'s solicited-node group.
 pub fn dad_probe(mac: [u8; 6], target: Ipv6Addr) -> Vec<u8> {
-    Ip6Frame::new(mac, Ipv6Addr::UNSPECIFIED, solicited_node(target), [0; 6]).neighbor_solicitation(target, None)
+    Ip6Frame::new(mac, Ipv6Addr::UNSPECIFIED, solicited_node(target), [0; 6])
+        .neighbor_solicitation(target, None)
 }
 
 #[cfg(test)]
@@ -173,6 +189,10 @@ mod tests {
         assert_eq!(&dad[..6], &[0x33, 0x33, 0xff, 0, 0xde, 0xad]);
         assert_eq!(solicited_node(spoofed), "ff02::1:ff00:dead".parse::<Ipv6Addr>().unwrap());
         assert!(ones_sum_is_valid(&dad, 58));
+        let rs = Ip6Frame::new(mac, "fe80::5054:ff:fe12:3456".parse().unwrap(), ALL_ROUTERS, [0; 6])
+            .router_solicitation(Some(mac));
+        assert_eq!((&rs[..6], rs[54], rs.len()), (&[0x33, 0x33, 0, 0, 0, 2][..], 133, 14 + 40 + 16));
+        assert!(ones_sum_is_valid(&rs, 58));
         let ra = crate::hostile::router_advertisement(mac, "fe80::1".parse().unwrap(), router);
         assert!(ones_sum_is_valid(&ra, 58));
     }

@@ -1,11 +1,13 @@
 //! IPv6 addresses as the kernel reports them (`ip -6 -j addr`, `ip -6 -j route`), and /N
 //! prefixes, for the IPv6 helpers of guests and the NM world.
 
-use crate::cmd::{error, ip};
+use crate::cmd::{error, in_netns, ip, output, wait_until};
 use serde_json::Value;
 use std::fmt;
 use std::io;
 use std::net::Ipv6Addr;
+use std::process::Stdio;
+use std::time::Duration;
 
 /// An IPv6 prefix such as 2001:db8:1::/64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +62,8 @@ pub struct Addr6 {
     pub deprecated: bool,
     /// A privacy (RFC 8981) address.
     pub temporary: bool,
-    /// The stable SLAAC address temporary addresses derive from.
+    /// Temporary addresses are made from this one's prefix (kernel 6.18 sets it on every
+    /// SLAAC address, whatever `use_tempaddr`).
     pub mngtmpaddr: bool,
     /// Has lifetimes (SLAAC, DHCPv6), as opposed to a static address.
     pub dynamic: bool,
@@ -145,6 +148,47 @@ pub fn default_routers(ns: &str) -> io::Result<Vec<Ipv6Addr>> {
         serde_json::from_str(&json).map_err(|e| error(format!("bad `ip -j route` output: {e}: {json}")))?;
     let gateways = routes.as_array().into_iter().flatten().filter_map(|r| r.get("gateway")?.as_str());
     Ok(gateways.filter_map(|g| g.parse().ok()).collect())
+}
+
+/// `busybox ping -6` from netns `ns` (from `source` if given) to `addr`, once a try, for up to
+/// about 3 s.
+pub fn ping(ns: &str, source: Option<&str>, addr: &str) -> bool {
+    let mut argv = vec!["busybox", "ping", "-6", "-c1", "-W1", "-q"];
+    if let Some(source) = source {
+        argv.extend(["-I", source]);
+    }
+    argv.push(addr);
+    wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        in_netns(ns, &argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// `socat` over TCP6 from netns `ns` (bound to `source` if given) to `[addr]:port`: what the
+/// server sent (trimmed), None if that failed or nothing came within 3 s.
+pub fn tcp(ns: &str, source: Option<&str>, addr: &str, port: u16) -> Option<String> {
+    let mut target = format!("TCP6:[{addr}]:{port},connect-timeout=3");
+    if let Some(source) = source {
+        target.push_str(&format!(",bind=[{source}]"));
+    }
+    let out = output(in_netns(ns, &["socat", "-T3", "-", &target]).stdin(Stdio::null())).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+impl crate::World {
+    /// A TCP server in netns `ns` on `[bind]:port` (IPv6 only) that sends `reply` to each
+    /// connection; waits until it listens. Stopped on Drop.
+    pub fn start_tcp_server6(&self, ns: &str, bind: Ipv6Addr, port: u16, reply: &str) -> io::Result<()> {
+        let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr,ipv6only=1,bind=[{bind}]");
+        let reply = format!("SYSTEM:echo {reply}");
+        self.spawn_in(ns, &format!("tcp6-{ns}-{port}"), &["socat", &listen, &reply])?;
+        crate::guest::wait_listening(ns, port, true)
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ pub struct Frame {
     pub outgoing: bool,
 }
 
-/// IPv6 frames on one device of one netns, queued by the kernel from [`Capture::open`] on.
+/// IPv6 frames on one device of one netns, queued by the kernel from [`Capture::open`] on
+/// (8 MiB of them; open it shortly before what it should see).
 pub struct Capture {
     socket: OwnedFd,
     what: String,
@@ -49,10 +50,27 @@ impl Capture {
             }
             // SAFETY: `raw` is a new descriptor that nothing else owns.
             let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+            // Room for a while of traffic (frames that do not fit are dropped): 8 MiB.
+            let size: libc::c_int = 8 << 20;
+            // SAFETY: SO_RCVBUFFORCE reads an int of the size given.
+            let set = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    std::ptr::from_ref(&size).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if set < 0 {
+                return Err(io::Error::last_os_error());
+            }
             // SAFETY: sockaddr_ll is plain data; all zeroes is valid.
             let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             at.sll_family = libc::AF_PACKET as u16;
-            at.sll_protocol = ETH_P_IPV6.to_be();
+            // All protocols: only ETH_P_ALL sockets see what the netns sends (the kernel's
+            // ptype_all); IPv6 is picked in `receive`.
+            at.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
             at.sll_ifindex = i32::try_from(index).map_err(|_| error("interface index out of range"))?;
             // SAFETY: `at` is a valid sockaddr_ll of the size given.
             let bound = unsafe {
@@ -77,16 +95,7 @@ impl Capture {
         timeout: Duration,
         mut wanted: impl FnMut(&Frame) -> bool,
     ) -> io::Result<Option<Frame>> {
-        let end = Instant::now() + timeout;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            let Some(frame) = self.receive(left)? else {
-                return Ok(None);
-            };
-            if wanted(&frame) {
-                return Ok(Some(frame));
-            }
-        }
+        self.next_picked(timeout, |frame| Ok(wanted(&frame).then_some(frame)))
     }
 
     /// The next Router Advertisement (either direction), waiting up to `timeout`. A malformed
@@ -101,19 +110,30 @@ impl Capture {
         timeout: Duration,
         mut wanted: impl FnMut(&RouterAdvert) -> bool,
     ) -> io::Result<Option<RouterAdvert>> {
-        let end = Instant::now() + timeout;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            let Some(frame) = self.receive(left)? else {
-                return Ok(None);
-            };
+        self.next_picked(timeout, |frame| {
             let parsed = parse_router_advert(&frame.bytes)
                 .map_err(|e| error(format!("malformed RA on {}: {e}", self.what)))?;
-            if let Some(mut ra) = parsed {
-                ra.outgoing = frame.outgoing;
-                if wanted(&ra) {
-                    return Ok(Some(ra));
-                }
+            let ra = parsed.map(|ra| RouterAdvert { outgoing: frame.outgoing, ..ra });
+            Ok(ra.filter(|ra| wanted(ra)))
+        })
+    }
+
+    /// The first `Some` that `pick` makes of the IPv6 frames of the next `timeout`.
+    fn next_picked<T>(
+        &self,
+        timeout: Duration,
+        mut pick: impl FnMut(Frame) -> io::Result<Option<T>>,
+    ) -> io::Result<Option<T>> {
+        let end = Instant::now() + timeout;
+        loop {
+            let Some(frame) = self.receive(end.saturating_duration_since(Instant::now()))? else {
+                return Ok(None);
+            };
+            if frame.bytes.get(12..14) != Some(&ETH_P_IPV6.to_be_bytes()[..]) {
+                continue;
+            }
+            if let Some(picked) = pick(frame)? {
+                return Ok(Some(picked));
             }
         }
     }
@@ -132,6 +152,7 @@ impl Capture {
         Ok(out)
     }
 
+    /// The next frame (of any protocol) within `timeout`.
     fn receive(&self, timeout: Duration) -> io::Result<Option<Frame>> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
@@ -162,7 +183,7 @@ impl Capture {
             return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
         }
         buf.truncate(usize::try_from(n).unwrap_or(0));
-        Ok(Some(Frame { bytes: buf, outgoing: from.sll_pkttype == libc::PACKET_OUTGOING as u8 }))
+        Ok(Some(Frame { bytes: buf, outgoing: from.sll_pkttype == libc::PACKET_OUTGOING }))
     }
 }
 
@@ -186,6 +207,7 @@ impl RouterAdvert {
 /// Whether the ICMPv6 checksum of `icmp` (from `source` to `destination`) is right.
 pub(crate) fn icmpv6_checksum_ok(source: Ipv6Addr, destination: Ipv6Addr, icmp: &[u8]) -> bool {
     let length = u32::try_from(icmp.len()).unwrap_or(u32::MAX);
-    let pseudo = [&source.octets()[..], &destination.octets(), &length.to_be_bytes(), &[0, 0, 0, 58]].concat();
+    let pseudo =
+        [&source.octets()[..], &destination.octets(), &length.to_be_bytes(), &[0, 0, 0, 58]].concat();
     internet_checksum(&[&pseudo[..], icmp].concat()) == 0
 }

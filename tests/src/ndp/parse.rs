@@ -71,7 +71,8 @@ fn be32(b: &[u8], at: usize) -> Result<u32, String> {
 }
 
 fn addr(b: &[u8], at: usize) -> Result<Ipv6Addr, String> {
-    let s: [u8; 16] = b.get(at..at + 16).and_then(|s| s.try_into().ok()).ok_or_else(|| format!("short at {at}"))?;
+    let s: [u8; 16] =
+        b.get(at..at + 16).and_then(|s| s.try_into().ok()).ok_or_else(|| format!("short at {at}"))?;
     Ok(Ipv6Addr::from(s))
 }
 
@@ -91,7 +92,8 @@ pub fn parse_router_advert(frame: &[u8]) -> Result<Option<RouterAdvert>, String>
         return Err(format!("not an IPv6 header ({} bytes)", ip.len()));
     }
     let payload_len = usize::from(be16(ip, 4)?);
-    let payload = ip.get(40..40 + payload_len).ok_or_else(|| format!("payload length {payload_len} too long"))?;
+    let payload =
+        ip.get(40..40 + payload_len).ok_or_else(|| format!("payload length {payload_len} too long"))?;
     let (mut next, mut upper) = (ip[6], payload);
     if next == 0 {
         // Hop-by-hop options: skip them.
@@ -138,7 +140,8 @@ pub fn parse_router_advert(frame: &[u8]) -> Result<Option<RouterAdvert>, String>
         if len == 0 {
             return Err(format!("option {kind} with length 0"));
         }
-        let option = rest.get(..len).ok_or_else(|| format!("option {kind} of {len} bytes runs past the end"))?;
+        let option =
+            rest.get(..len).ok_or_else(|| format!("option {kind} of {len} bytes runs past the end"))?;
         parse_option(&mut ra, kind, option)?;
         rest = &rest[len..];
     }
@@ -166,7 +169,8 @@ fn parse_option(ra: &mut RouterAdvert, kind: u8, option: &[u8]) -> Result<(), St
             if option.len() < 24 || (option.len() - 8) % 16 != 0 {
                 return Err(format!("RDNSS of {} bytes", option.len()));
             }
-            let servers = (8..option.len()).step_by(16).map(|at| addr(option, at)).collect::<Result<_, _>>()?;
+            let servers =
+                (8..option.len()).step_by(16).map(|at| addr(option, at)).collect::<Result<_, _>>()?;
             ra.rdnss.push(Rdnss { lifetime: be32(option, 4)?, servers });
         }
         31 => {
@@ -269,7 +273,8 @@ mod tests {
         let mut long = frame.clone();
         long[14 + 40 + 16 + 1] = 200;
         assert!(parse_router_advert(&long).is_err());
-        let not_ra = Ip6Frame::new([2; 6], "fe80::2".parse().unwrap(), ALL_NODES, [0; 6]).echo_request(1, 1, b"");
+        let not_ra =
+            Ip6Frame::new([2; 6], "fe80::2".parse().unwrap(), ALL_NODES, [0; 6]).echo_request(1, 1, b"");
         assert_eq!(parse_router_advert(&not_ra), Ok(None));
         assert_eq!(parse_router_advert(&[0u8; 60]), Ok(None)); // not IPv6 at all
     }

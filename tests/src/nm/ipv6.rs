@@ -6,12 +6,11 @@
 //! current LAN and a default route via the router's link-local; a roam moves both.
 
 use super::{Lan, NmWorld, BRIDGE};
-use crate::cmd::{error, in_netns, wait_until};
+use crate::cmd::{error, wait_until};
 use crate::ip6::{self, Addr6, Prefix6};
 use crate::world::UPLINK;
 use std::io;
 use std::net::Ipv6Addr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// dnsmasq's RA interval and router lifetime, seconds (`--ra-param`).
@@ -70,35 +69,6 @@ pub struct Slaac {
     pub lan: Lan,
     /// From the call (or the roam's link-up) until the address was usable.
     pub elapsed: Duration,
-}
-
-/// `busybox ping -6` from `source`, once a try, for up to about 3 s.
-pub(crate) fn ping6_from_source(ns: &str, source: Option<&str>, addr: &str) -> bool {
-    let mut argv = vec!["busybox", "ping", "-6", "-c1", "-W1", "-q"];
-    if let Some(source) = source {
-        argv.extend(["-I", source]);
-    }
-    argv.push(addr);
-    wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        in_netns(ns, &argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
-/// `socat` over TCP6 from netns `ns` (bound to `source` if given) to `[addr]:port`: what the
-/// server sent (trimmed), None if nothing came within 3 s.
-pub(crate) fn tcp6_from_source(ns: &str, source: Option<&str>, addr: &str, port: u16) -> Option<String> {
-    let mut target = format!("TCP6:[{addr}]:{port},connect-timeout=3");
-    if let Some(source) = source {
-        target.push_str(&format!(",bind=[{source}]"));
-    }
-    let out = crate::cmd::output(in_netns(ns, &["socat", "-T3", "-", &target]).stdin(Stdio::null())).ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 impl NmWorld {
@@ -162,13 +132,13 @@ impl NmWorld {
 
     /// Pings `addr` (IPv6) from `lan`'s client (`::2`), once a try, for up to about 3 s.
     pub fn ping6_from(&self, lan: Lan, addr: &str) -> bool {
-        ping6_from_source(self.lan_ns(lan), Some(&lan.client6().to_string()), addr)
+        ip6::ping(self.lan_ns(lan), Some(&lan.client6().to_string()), addr)
     }
 
     /// Connects over TCP6 from `lan`'s client (`::2`) to `[addr]:port` and returns what the
     /// server sent (trimmed), or None if that failed or nothing came within 3 s.
     pub fn tcp6_from(&self, lan: Lan, addr: &str, port: u16) -> Option<String> {
-        tcp6_from_source(self.lan_ns(lan), Some(&lan.client6().to_string()), addr, port)
+        ip6::tcp(self.lan_ns(lan), Some(&lan.client6().to_string()), addr, port)
     }
 
     /// A LAN host on `lan` takes `addr` (/64 on br0, no DAD): it answers DAD and neighbour
@@ -187,10 +157,6 @@ impl NmWorld {
     /// A TCP server on `lan`'s client `[::2]:port` that sends `"<lan>"` ("home") to each
     /// connection; waits until it listens.
     pub fn start_lan_tcp_server6(&self, lan: Lan, port: u16) -> io::Result<()> {
-        let ns = self.lan_ns(lan).to_string();
-        let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr,bind=[{}]", lan.client6());
-        let reply = format!("SYSTEM:echo {lan}");
-        self.spawn_in(&ns, &format!("tcp6-{lan}-{port}"), &["socat", &listen, &reply])?;
-        crate::guest::wait_listening(&ns, port, true)
+        self.start_tcp_server6(self.lan_ns(lan), lan.client6(), port, lan.name())
     }
 }

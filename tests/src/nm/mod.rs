@@ -31,7 +31,7 @@
 
 mod daemon;
 mod dispatcher;
-pub(crate) mod ipv6;
+mod ipv6;
 mod lan;
 
 pub use dispatcher::{DispatcherCall, RECORDER};
