@@ -72,7 +72,8 @@ impl Ip6Frame {
         internet_checksum(&[&pseudo[..], upper].concat())
     }
 
-    /// An ICMPv6 message (type, code, 2 checksum bytes, body...); its checksum is filled in.
+    /// An ICMPv6 message (type, code, 2 checksum bytes, body...); its checksum is filled in
+    /// (a message shorter than 4 bytes goes as it is, malformed).
     pub fn icmpv6(&self, message: &[u8]) -> Vec<u8> {
         let mut icmp = message.to_vec();
         if icmp.len() >= 4 {
