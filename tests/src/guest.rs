@@ -3,6 +3,7 @@
 //! relay and its servers and deletes the netns.
 
 use crate::cmd::{error, in_netns, ip, output, run, wait_until};
+pub use crate::guest6::Ipv6Guest;
 use crate::lease::Lease;
 use crate::qmp::{Qmp, QmpError};
 use crate::world::World;
@@ -16,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct GuestHandle<'w> {
-    world: &'w World,
+    pub(crate) world: &'w World,
     ns: String,
     tap: String,
     relay: u32,
@@ -38,11 +39,12 @@ pub fn tapguest_binary() -> io::Result<PathBuf> {
         .ok_or_else(|| error("tapguest binary not found (set VMNET_TAPGUEST)"))
 }
 
-/// How a guest is started: QMP socket or not, DHCP client or not.
+/// How a guest is started: QMP socket or not, DHCP client or not, IPv6 set up or left alone.
 #[derive(Debug, Clone, Copy)]
 struct Kind {
     qmp: bool,
     dhcp: bool,
+    ipv6: Option<Ipv6Guest>,
 }
 
 impl World {
@@ -60,7 +62,7 @@ impl World {
     /// A guest behind the existing tap `tap`: creates its netns, starts the relay (with a QMP
     /// socket: NIC `virtio-net-pci.0`, netdev id `n0`) and waits for "relay ready".
     pub fn try_add_guest(&self, tap: &str, mac: &str) -> io::Result<GuestHandle<'_>> {
-        self.start_guest(tap, mac, Kind { qmp: true, dhcp: false })
+        self.start_guest(tap, mac, Kind { qmp: true, dhcp: false, ipv6: None })
     }
 
     /// A guest that configures eth0 by DHCP, as a VM would (`busybox udhcpc`, restarted when
@@ -68,7 +70,7 @@ impl World {
     /// with [`GuestHandle::wait_for_lease`]. Panics if it cannot be started.
     #[track_caller]
     pub fn dhcp_guest(&self, tap: &str, mac: &str, qmp: bool) -> GuestHandle<'_> {
-        match self.start_guest(tap, mac, Kind { qmp, dhcp: true }) {
+        match self.start_guest(tap, mac, Kind { qmp, dhcp: true, ipv6: None }) {
             Ok(guest) => guest,
             Err(e) => panic!("cannot start a DHCP guest on {tap}: {e}"),
         }
@@ -76,13 +78,44 @@ impl World {
 
     /// [`World::dhcp_guest`], with errors.
     pub fn try_dhcp_guest(&self, tap: &str, mac: &str, qmp: bool) -> io::Result<GuestHandle<'_>> {
-        self.start_guest(tap, mac, Kind { qmp, dhcp: true })
+        self.start_guest(tap, mac, Kind { qmp, dhcp: true, ipv6: None })
+    }
+
+    /// A guest with IPv6 as a stock Linux guest has it (see [`Ipv6Guest`]): eth0 comes up
+    /// at once and takes RAs, SLAAC and DAD; with `dhcp` also IPv4 by DHCP ([`World::dhcp_guest`]),
+    /// else no IPv4 unless [`GuestHandle::configure`]d. A QMP socket as usual.
+    pub fn try_ipv6_guest(
+        &self,
+        tap: &str,
+        mac: &str,
+        ipv6: Ipv6Guest,
+        dhcp: bool,
+    ) -> io::Result<GuestHandle<'_>> {
+        let guest = self.start_guest(tap, mac, Kind { qmp: true, dhcp, ipv6: Some(ipv6) })?;
+        guest.ip(&["link", "set", "lo", "up"])?;
+        guest.ip(&["link", "set", "eth0", "up"])?;
+        Ok(guest)
+    }
+
+    /// [`World::try_ipv6_guest`]; panics if the guest cannot be started.
+    #[track_caller]
+    pub fn ipv6_guest(&self, tap: &str, mac: &str, ipv6: Ipv6Guest, dhcp: bool) -> GuestHandle<'_> {
+        match self.try_ipv6_guest(tap, mac, ipv6, dhcp) {
+            Ok(guest) => guest,
+            Err(e) => panic!("cannot start an IPv6 guest on {tap}: {e}"),
+        }
     }
 
     fn start_guest(&self, tap: &str, mac: &str, kind: Kind) -> io::Result<GuestHandle<'_>> {
         let n = self.guests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ns = format!("{}-g{n}", self.id());
         self.add_netns(&ns)?;
+        if let Some(ipv6) = kind.ipv6 {
+            // Before the relay creates eth0, which takes its settings from `default`.
+            for (key, value) in ipv6.sysctls() {
+                self.set_sysctl(&ns, key, value)?;
+            }
+        }
         let qmp = kind.qmp.then(|| self.dir().join(format!("g{n}.qmp")));
         let bin = tapguest_binary()?.to_string_lossy().into_owned();
         let mut argv: Vec<String> = vec![bin, tap.into(), ns.clone()];
@@ -118,6 +151,23 @@ impl World {
     }
 }
 
+/// Waits up to 5 s until something in netns `ns` listens on TCP `port` (IPv6 if `v6`, else IPv4).
+pub(crate) fn wait_listening(ns: &str, port: u16, v6: bool) -> io::Result<()> {
+    let filter = format!("sport = :{port}");
+    let family = if v6 { "-6" } else { "-4" };
+    let listening = || {
+        output(in_netns(ns, &["ss", "-Hltn", family, &filter]).stdin(Stdio::null()))
+            .is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+    };
+    if !wait_until(Duration::from_secs(5), Duration::from_millis(10), listening) {
+        return Err(error(format!(
+            "nothing in {ns} listens on TCP{} port {port}",
+            if v6 { "6" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
 impl GuestHandle<'_> {
     /// The guest's netns.
     pub fn ns(&self) -> &str {
@@ -151,10 +201,10 @@ impl GuestHandle<'_> {
         output(in_netns(&self.ns, argv).stdin(Stdio::null()))
     }
 
-    /// Static configuration: eth0 gets only `addr_cidr`, lo and eth0 go up, default route via
+    /// Static configuration: eth0 gets `addr_cidr` as its only IPv4 address (IPv6 is left as it is), lo and eth0 go up, default route via
     /// `gateway` (on-link: the host's uplink address, reachable through proxy ARP).
     pub fn configure(&self, addr_cidr: &str, gateway: &str) -> io::Result<()> {
-        self.ip(&["addr", "flush", "dev", "eth0"])?;
+        self.ip(&["-4", "addr", "flush", "dev", "eth0"])?; // IPv6 (link-local, SLAAC) stays
         self.ip(&["link", "set", "lo", "up"])?;
         self.ip(&["link", "set", "eth0", "up"])?;
         self.ip(&["addr", "add", addr_cidr, "dev", "eth0"])?;
@@ -168,15 +218,16 @@ impl GuestHandle<'_> {
         let listen = format!("TCP-LISTEN:{port},fork,reuseaddr");
         let name = format!("tcp-{}-{port}", self.ns);
         self.world.spawn_in(&self.ns, &name, &["socat", &listen, "SYSTEM:echo hi"])?;
-        let filter = format!("sport = :{port}");
-        let listening = || {
-            self.exec(&["ss", "-Hltn", &filter])
-                .is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
-        };
-        if !wait_until(Duration::from_secs(5), Duration::from_millis(10), listening) {
-            return Err(error(format!("socat in {} does not listen on {port}", self.ns)));
-        }
-        Ok(())
+        wait_listening(&self.ns, port, false)
+    }
+
+    /// As [`GuestHandle::start_tcp_server`] over IPv6 only (`[::]:PORT`, "hi"); the IPv4
+    /// server listens on 0.0.0.0 only, so both can run on the same port.
+    pub fn start_tcp_server6(&self, port: u16) -> io::Result<()> {
+        let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr,ipv6only=1");
+        let name = format!("tcp6-{}-{port}", self.ns);
+        self.world.spawn_in(&self.ns, &name, &["socat", &listen, "SYSTEM:echo hi"])?;
+        wait_listening(&self.ns, port, true)
     }
 
     /// Pings `addr` from the guest, once a try, for up to about 3 s.

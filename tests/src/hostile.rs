@@ -11,10 +11,15 @@ use dhcproto::Encodable;
 
 use crate::cmd::error;
 
+pub use crate::hostile6::{
+    dad_probe, solicited_node, unsolicited_neighbor_advertisement, Ip6Frame, ALL_NODES, ALL_ROUTERS,
+    NA_OVERRIDE, NA_ROUTER, NA_SOLICITED,
+};
+
 pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 
 /// `aa:bb:cc:dd:ee:ff` as bytes.
 pub fn mac_octets(text: &str) -> Option<[u8; 6]> {
@@ -85,7 +90,7 @@ pub fn arp(header: [u8; 6], op: u16, sender: [u8; 6], sender_ip: Ipv4Addr, targe
 }
 
 /// Runs `work` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(
+pub(crate) fn in_netns<T: Send + 'static>(
     ns: &str,
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
@@ -104,7 +109,6 @@ fn in_netns<T: Send + 'static>(
 /// itself as default router and `prefix`/64 for SLAAC: what a hostile guest sends to become
 /// the host's IPv6 router.
 pub fn router_advertisement(mac: [u8; 6], from: Ipv6Addr, prefix: Ipv6Addr) -> Vec<u8> {
-    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED);
     let mut icmp = vec![134, 0, 0, 0, 64, 0];
     icmp.extend_from_slice(&1800u16.to_be_bytes()); // router lifetime
     icmp.extend_from_slice(&[0; 8]); // reachable time, retrans timer
@@ -115,20 +119,11 @@ pub fn router_advertisement(mac: [u8; 6], from: Ipv6Addr, prefix: Ipv6Addr) -> V
     icmp.extend_from_slice(&14_400u32.to_be_bytes());
     icmp.extend_from_slice(&[0; 4]);
     icmp.extend_from_slice(&prefix.octets());
-    let length = u32::try_from(icmp.len()).unwrap_or(u32::MAX);
-    let pseudo = [&from.octets()[..], &all_nodes.octets(), &length.to_be_bytes(), &[0, 0, 0, 58]].concat();
-    let checksum = internet_checksum(&[&pseudo[..], &icmp].concat());
-    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
-    let mut header = vec![0x60, 0, 0, 0];
-    header.extend_from_slice(&(length as u16).to_be_bytes());
-    header.extend_from_slice(&[58, 255]);
-    header.extend_from_slice(&from.octets());
-    header.extend_from_slice(&all_nodes.octets());
-    ethernet([0x33, 0x33, 0, 0, 0, 1], mac, ETH_P_IPV6, &[&header[..], &icmp].concat())
+    Ip6Frame::new(mac, from, ALL_NODES, BROADCAST_MAC).hop_limit(255).icmpv6(&icmp)
 }
 
 /// The one's-complement sum of `bytes` as 16-bit words, complemented (RFC 1071).
-fn internet_checksum(bytes: &[u8]) -> u16 {
+pub(crate) fn internet_checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 =
         bytes.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))).sum();
     while sum > 0xffff {

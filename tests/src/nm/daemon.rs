@@ -58,8 +58,15 @@ impl NmWorld {
         fs::write(etc.join("NetworkManager.conf"), conf)?;
         let profile = format!(
             "[connection]\nid={PROFILE}\nuuid={}\ntype=ethernet\ninterface-name={UPLINK}\nautoconnect=true\n\n\
-             [ipv4]\nmethod=auto\n\n[ipv6]\nmethod=disabled\n",
-            self.uuid
+             [ipv4]\nmethod=auto\n\n[ipv6]\n{}",
+            self.uuid,
+            if o.ipv6 {
+                // A laptop's usual profile, without privacy addresses (one stable address per
+                // prefix, easy to assert on); either family may fail alone.
+                "method=auto\naddr-gen-mode=stable-privacy\nip6-privacy=0\nmay-fail=true\n"
+            } else {
+                "method=disabled\n"
+            }
         );
         let keyfile = etc.join(format!("system-connections/{PROFILE}.nmconnection"));
         // NM ignores keyfiles that others can read: create it 0600 before writing.

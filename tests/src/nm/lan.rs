@@ -58,11 +58,12 @@ impl NmWorld {
         let (router, prefix) = (lans.router(lan), lans.prefix_len);
         self.ip(&ns, &["addr", "add", &format!("{router}/{prefix}"), "dev", BRIDGE])?;
         self.ip(&ns, &["addr", "add", &format!("{}/{prefix}", lans.client(lan)), "dev", BRIDGE])?;
+        let ra = if self.options.ipv6 { self.setup_lan6(lan, &ns)? } else { Vec::new() };
         self.ip(&ns, &["link", "set", BRIDGE, "up"])?;
         let (first, last, mask) = (lans.host(lan, 100), lans.host(lan, 150), lans.netmask());
         let dir = self.dir().display().to_string();
         let name = lan.name();
-        let args = [
+        let mut args = vec![
             "dnsmasq".to_string(),
             "--conf-file=/dev/null".to_string(),
             "--keep-in-foreground".to_string(),
@@ -81,6 +82,7 @@ impl NmWorld {
             "--dhcp-authoritative".to_string(),
             "--no-ping".to_string(),
         ];
+        args.extend(ra);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let pid = self.spawn_in(&ns, &format!("dnsmasq-{name}"), &argv)?;
         // Serving as soon as it has bound its sockets (logged before "DHCP, IP range").

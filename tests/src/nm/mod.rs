@@ -31,9 +31,11 @@
 
 mod daemon;
 mod dispatcher;
+mod ipv6;
 mod lan;
 
 pub use dispatcher::{DispatcherCall, RECORDER};
+pub use ipv6::{Slaac, RA_INTERVAL, RA_ROUTER_LIFETIME};
 pub use lan::Roam;
 
 use crate::cmd::{error, tail};
@@ -140,6 +142,9 @@ pub struct NmOptions {
     pub record_dispatcher: bool,
     /// The LANs' subnets (default: home 198.51.100.0/24, office 203.0.113.0/24).
     pub lans: LanAddressing,
+    /// Dual-stack LANs: each also has a /64 ([`Lan::prefix6`]) with RAs for SLAAC, and NM's
+    /// profile has `ipv6.method=auto` (see `ipv6.rs`). Off: IPv6 is disabled on the uplink.
+    pub ipv6: bool,
 }
 
 impl Default for NmOptions {
@@ -152,6 +157,7 @@ impl Default for NmOptions {
             extra_config: String::new(),
             record_dispatcher: true,
             lans: LanAddressing::default(),
+            ipv6: false,
         }
     }
 }
