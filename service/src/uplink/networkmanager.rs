@@ -159,22 +159,23 @@ impl NmUplink {
         } else {
             self.nameservers.clone()
         };
-        let domains = if self.domains.is_empty() {
-            let mut domains: Vec<String> = take(&ip4, "Domains").unwrap_or_default();
-            let searches: Vec<String> = take(&ip4, "Searches").unwrap_or_default();
-            for search in searches {
-                if !domains.contains(&search) {
-                    domains.push(search);
-                }
-            }
-            domains
-        } else {
-            self.domains.clone()
-        };
+        let mut domains = Vec::new();
         let mtu = take(&device, "Mtu").unwrap_or(1500);
         let ipv6 = match self.ipv6 {
-            true => self.read_ip6(&device).await?,
+            true => self.read_ip6(&device, &mut domains).await?,
             false => None,
+        };
+        let domains = if self.domains.is_empty() {
+            // IPv4's (DHCP) first, then IPv6's (DNSSL, DHCPv6): one search list for both.
+            let mut all = domains_of(&ip4);
+            for domain in domains {
+                if !all.contains(&domain) {
+                    all.push(domain);
+                }
+            }
+            all
+        } else {
+            self.domains.clone()
         };
         // Named once activated: while the next connection activates, the device may still
         // hold the previous network's address.
@@ -194,12 +195,17 @@ impl NmUplink {
     }
 
     /// The device's IPv6 from its IP6Config: a global address in a /64, the gateway, the DNS
-    /// servers (search domains are shared with IPv4's).
-    async fn read_ip6(&self, device: &Properties) -> zbus::Result<Option<Uplink6>> {
+    /// servers; its search domains go to `domains` (shared with IPv4's).
+    async fn read_ip6(
+        &self,
+        device: &Properties,
+        domains: &mut Vec<String>,
+    ) -> zbus::Result<Option<Uplink6>> {
         let Some(path) = take::<OwnedObjectPath>(device, "Ip6Config").filter(|p| p.as_str() != "/") else {
             return Ok(None);
         };
         let ip6 = self.properties(&path, IP6_CONFIG).await?;
+        *domains = domains_of(&ip6);
         let addresses: Vec<Properties> = take(&ip6, "AddressData").unwrap_or_default();
         let addresses = addresses.iter().filter_map(|a| {
             let address: Ipv6Addr = take::<String>(a, "address")?.parse().ok()?;
@@ -265,6 +271,18 @@ impl NmUplink {
         });
         Ok(reader)
     }
+}
+
+/// An IP config's `Domains`, then its `Searches` not among them.
+fn domains_of(config: &Properties) -> Vec<String> {
+    let mut domains: Vec<String> = take(config, "Domains").unwrap_or_default();
+    let searches: Vec<String> = take(config, "Searches").unwrap_or_default();
+    for search in searches {
+        if !domains.contains(&search) {
+            domains.push(search);
+        }
+    }
+    domains
 }
 
 /// NameOwnerChanged of NM, or PropertiesChanged of an interface that matters.
