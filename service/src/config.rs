@@ -27,8 +27,8 @@ pub struct Config {
 pub struct Ipv6Config {
     pub enabled: bool,
     /// How long Duplicate Address Detection on the uplink waits for a LAN host that holds a
-    /// guest's new address before the address is routed; 0 turns it off. It must stay well
-    /// under the guest's own DAD time (1 s by default) so a conflict reaches the guest in time.
+    /// guest's new address before the address is routed; 0 turns it off. It stays under the
+    /// guests' own DAD time (750 ms, as advertised) so a conflict reaches the guest in time.
     pub dad_ms: u32,
     /// A learned address the guest stops answering for is forgotten (its route and proxy
     /// entry removed) after this long.
@@ -182,9 +182,9 @@ impl Config {
         if self.arp.probe_ms > 10_000 {
             return Err(format!("arp.probe_ms ({}) must be at most 10000", self.arp.probe_ms));
         }
-        if self.ipv6.dad_ms > 800 {
+        if self.ipv6.dad_ms > 600 {
             return Err(format!(
-                "ipv6.dad_ms ({}) must be at most 800: guests give up their own DAD after 1 s",
+                "ipv6.dad_ms ({}) must be at most 600: guests end their own DAD after 750 ms",
                 self.ipv6.dad_ms
             ));
         }
@@ -280,7 +280,7 @@ mod tests {
             ("[dhcp]\nlease_seconds = 5", "dhcp.lease_seconds"),
             ("[dhcp]\nleases = 5", "leases"),
             ("[arp]\nprobe_ms = 100000", "arp.probe_ms"),
-            ("[ipv6]\ndad_ms = 1000", "ipv6.dad_ms"),
+            ("[ipv6]\ndad_ms = 700", "ipv6.dad_ms"),
             ("[ipv6]\nforget_unused_seconds = 1", "ipv6.forget_unused_seconds"),
             ("[ipv6]\nenable = false", "enable"),
         ];

@@ -15,7 +15,7 @@ const PREFIX_AUTONOMOUS: u8 = 0x40;
 const MAX_OPTION_LEN: usize = 255 * 8;
 
 /// A Router Advertisement (RFC 4861 4.2) with M = O = 0 (addresses by SLAAC only) and no
-/// reachable or retransmission time of its own.
+/// reachable time of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterAdvertisement {
     /// The router's link-local address.
@@ -26,6 +26,9 @@ pub struct RouterAdvertisement {
     pub hop_limit: u8,
     /// Seconds; 0: not a default router.
     pub router_lifetime: u16,
+    /// Milliseconds between a host's Neighbor Solicitations, its DAD's among them (0:
+    /// unspecified, the host keeps its own, 1 s by default).
+    pub retrans_timer: u32,
     pub prefixes: Vec<PrefixInfo>,
     pub mtu: Option<u32>,
     /// Lifetime in seconds and recursive DNS servers (RFC 8106); omitted when there are none.
@@ -60,7 +63,8 @@ impl RouterAdvertisement {
     pub fn encode(&self, destination: Ipv6Addr) -> Vec<u8> {
         let mut icmp = vec![ROUTER_ADVERTISEMENT, 0, 0, 0, self.hop_limit, 0];
         icmp.extend(self.router_lifetime.to_be_bytes());
-        icmp.extend([0; 8]); // reachable time, retransmission timer
+        icmp.extend([0; 4]); // reachable time
+        icmp.extend(self.retrans_timer.to_be_bytes());
         push_link_layer_option(&mut icmp, OPTION_SOURCE_LINK_LAYER, self.source_mac);
         if let Some(mtu) = self.mtu {
             icmp.extend([OPTION_MTU, 1, 0, 0]);

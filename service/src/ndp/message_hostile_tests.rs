@@ -12,6 +12,7 @@ fn valid_packets() -> Vec<Vec<u8>> {
         source_mac: MAC,
         hop_limit: 64,
         router_lifetime: 600,
+        retrans_timer: 0,
         prefixes: vec![super::tests::prefix(1, 600, 300)],
         mtu: Some(1500),
         rdnss: Some((600, vec![TARGET])),

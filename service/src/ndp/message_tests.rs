@@ -37,6 +37,7 @@ fn advertisement() -> RouterAdvertisement {
         source_mac: MAC,
         hop_limit: 64,
         router_lifetime: 1800,
+        retrans_timer: 0,
         prefixes: vec![prefix(1, 86400, 14400), prefix(2, 7200, 0)],
         mtu: Some(1500),
         rdnss: Some((600, vec![Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x53)])),
