@@ -3,8 +3,12 @@
 //! guest's own DAD, checks it on the uplink and routes it; a LAN host already holding the
 //! address makes the guest's DAD fail; without IPv6 on the uplink nothing changes.
 
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
+use vmnet_tests::hostile::{
+    dad_probe, mac_octets, router_advertisement, send_frames, unsolicited_neighbor_advertisement, Ip6Frame,
+};
 use vmnet_tests::{kernel_config, require_root, wait_until, GuestHandle, Opt, World, LAN_DEV, UPLINK};
 
 const PREFIX: &str = "2001:db8:1::/64";
@@ -192,5 +196,54 @@ fn an_ipv4_only_uplink_gives_guests_no_ipv6_and_the_host_nothing_new() {
     assert_eq!(world.sysctl(host, "net.ipv6.conf.all.forwarding").unwrap(), "0");
     let on_tap = world.ip(host, &["-6", "addr", "show", "dev", &tap]).unwrap();
     assert!(on_tap.trim().is_empty(), "no IPv6 address on the tap: {on_tap}");
+    drop(vmnetd);
+}
+
+#[test]
+fn a_guest_cannot_send_from_take_or_advertise_what_is_not_its_own() {
+    require_root!();
+    let world = World::new("ipv6spoof");
+    dual_stack(&world);
+    let vmnetd = world.start_vmnetd(&kernel_config(&world, "[ipv6]\ndad_ms = 300\n"));
+    let client = world.client();
+    assert!(world.wait_for_property(&client, "Prefix6", PREFIX));
+    client.add_guest("web", &[]).expect("AddGuest web");
+    client.add_guest("evil", &[]).expect("AddGuest evil");
+    let web = slaac_guest(&world, &client, "web");
+    let evil = slaac_guest(&world, &client, "evil");
+    let victim = usable_address(&web, "2001:db8:1:", Duration::from_secs(10)).expect("web's address");
+    let own = usable_address(&evil, "2001:db8:1:", Duration::from_secs(10)).expect("evil's address");
+    let web_tap = client.guest_property("web", "Tap").unwrap();
+    let routed_to_web =
+        |world: &World| world.ip(world.host_ns(), &["-6", "route", "show", &victim]).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(3), Duration::from_millis(20), || routed_to_web(&world)
+        .contains(&web_tap)));
+    let evil_mac = mac_octets(&client.guest_property("evil", "Mac").unwrap()).expect("MAC");
+    let victim_ip: Ipv6Addr = victim.parse().unwrap();
+    let lan: Ipv6Addr = LAN_CLIENT6.parse().unwrap();
+    let router = world.mac_of(world.host_ns(), &client.guest_property("evil", "Tap").unwrap());
+
+    // Echo requests to the LAN from web's address, and from an address nobody has.
+    let spoofed = [victim_ip, "2001:db8:1::bad".parse().unwrap()]
+        .map(|from| Ip6Frame::new(evil_mac, from, lan, router).echo_request(7, 1, b"spoof"));
+    send_frames(evil.ns(), "eth0", spoofed.to_vec()).expect("send");
+    // Claims on web's address: an unsolicited advertisement and a DAD probe.
+    let claims =
+        vec![unsolicited_neighbor_advertisement(evil_mac, victim_ip), dad_probe(evil_mac, victim_ip)];
+    send_frames(evil.ns(), "eth0", claims).expect("send");
+    // A Router Advertisement of its own.
+    let advert =
+        router_advertisement(evil_mac, "fe80::bad".parse().unwrap(), "2001:db8:bad::".parse().unwrap());
+    send_frames(evil.ns(), "eth0", vec![advert]).expect("send");
+    std::thread::sleep(Duration::from_millis(800));
+
+    assert!(world.dropped("spoofed_source6") >= 2, "{:?}", world.nft_counters());
+    assert!(world.dropped("ipv6_router") >= 1, "{:?}", world.nft_counters());
+    assert!(routed_to_web(&world).contains(&web_tap), "web's address stays web's: {}", routed_to_web(&world));
+    let evil6 = client.guest_property("evil", "Addresses6").unwrap();
+    assert!(!evil6.contains(&victim) && !evil6.contains("2001:db8:1::bad"), "{evil6}");
+    // Its own address works.
+    assert!(ping6(&world, world.lan_ns(), &own), "evil's own address is reachable");
+    assert!(ping6(&world, world.lan_ns(), &victim), "web is still reachable");
     drop(vmnetd);
 }
