@@ -247,3 +247,37 @@ fn a_guest_cannot_send_from_take_or_advertise_what_is_not_its_own() {
     assert!(ping6(&world, world.lan_ns(), &victim), "web is still reachable");
     drop(vmnetd);
 }
+
+#[test]
+fn slow_qemu_guest_gets_its_ipv6_address_by_itself_and_is_reached_from_the_lan() {
+    require_root!();
+    let world = World::new("ipv6qemu");
+    dual_stack(&world);
+    let vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    let client = world.client();
+    assert!(world.wait_for_property(&client, "Prefix6", PREFIX));
+    let qmp = world.dir().join("vm.qmp");
+    let mac = "52:54:00:12:34:56";
+    let options = [("qmp", Opt::Str(&qmp.to_string_lossy())), ("mac", Opt::Str(mac))];
+    client.add_guest("vm", &options).expect("AddGuest");
+    let tap = client.guest_property("vm", "Tap").unwrap();
+    let vm = world.qemu_guest(&tap, mac, &qmp);
+    vm.wait_for_lease(Duration::from_secs(90)).expect("the VM boots and gets its IPv4 lease");
+    // The stock kernel's SLAAC address from the MAC (EUI-64).
+    let address = "2001:db8:1:0:5054:ff:fe12:3456";
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || client
+            .guest_property("vm", "Addresses6")
+            .is_ok_and(|a| a.split(',').any(|a| a == address))),
+        "Addresses6: {:?}; log: {}",
+        client.guest_property("vm", "Addresses6"),
+        vmnetd.log()
+    );
+    assert!(ping6(&world, world.lan_ns(), address), "the LAN pings the VM over IPv6");
+    let page = world
+        .exec_in(world.lan_ns(), &["socat", "-T3", "-", &format!("TCP6:[{address}]:80,connect-timeout=3")]);
+    assert!(page.is_ok_and(|o| o.status.success()), "the VM's web server over IPv6");
+    let reaches = vm.console_check(&format!("ping -c1 -W2 {LAN_CLIENT6}"), Duration::from_secs(10));
+    assert!(reaches.expect("console"), "the VM reaches the LAN over IPv6");
+    drop(vmnetd);
+}
