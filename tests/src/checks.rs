@@ -8,7 +8,7 @@ pub const VMNET_PROTO: &str = "118";
 /// The kernel state vmnetd is responsible for, as text, for comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelState {
-    /// `ip route show proto 118`, one line per route, sorted.
+    /// `ip route show proto 118` of both families, one line per route, sorted.
     pub routes: Vec<String>,
     /// Tap names (`ip tuntap show`), sorted.
     pub taps: Vec<String>,
@@ -17,6 +17,10 @@ pub struct KernelState {
     pub uplink_proxy_arp: String,
     /// How long the uplink waits before answering ARP for a proxied address.
     pub uplink_proxy_delay: String,
+    /// IPv6 forwarding (`all`), the uplink's proxy_ndp and accept_ra.
+    pub ipv6_forwarding: String,
+    pub uplink_proxy_ndp: String,
+    pub uplink_accept_ra: String,
     /// vmnetd's proxy neighbour entries ([`World::vmnet_proxies`]).
     pub proxies: Vec<String>,
     /// `nft -s list ruleset` (counter values left out): vmnetd's tables, and nothing else.
@@ -24,9 +28,12 @@ pub struct KernelState {
 }
 
 impl World {
-    /// vmnetd's routes, sorted, as `ip route` prints them.
+    /// vmnetd's routes of both families, sorted, as `ip route` prints them.
     pub fn vmnet_routes(&self) -> Vec<String> {
-        let out = self.ip(self.host_ns(), &["-4", "route", "show", "proto", VMNET_PROTO]).expect("ip route");
+        let show = |family| {
+            self.ip(self.host_ns(), &[family, "route", "show", "proto", VMNET_PROTO]).expect("ip route")
+        };
+        let out = show("-4") + &show("-6");
         let mut lines: Vec<String> =
             out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
         lines.sort();
@@ -44,7 +51,9 @@ impl World {
 
     /// vmnetd's proxy neighbour entries (protocol 118), as `ADDRESS dev DEV`, sorted.
     pub fn vmnet_proxies(&self) -> Vec<String> {
-        let out = self.ip(self.host_ns(), &["-4", "-N", "neigh", "show", "proxy"]).expect("ip neigh");
+        let show =
+            |family| self.ip(self.host_ns(), &[family, "-N", "neigh", "show", "proxy"]).expect("ip neigh");
+        let out = show("-4") + &show("-6");
         // "198.51.100.200 dev wlan0 proxy proto 118"
         let mut lines: Vec<String> = out
             .lines()
@@ -106,6 +115,13 @@ impl World {
                 .expect("sysctl"),
             uplink_proxy_delay: self
                 .sysctl(self.host_ns(), &format!("net.ipv4.neigh.{UPLINK}.proxy_delay"))
+                .expect("sysctl"),
+            ipv6_forwarding: self.sysctl(self.host_ns(), "net.ipv6.conf.all.forwarding").expect("sysctl"),
+            uplink_proxy_ndp: self
+                .sysctl(self.host_ns(), &format!("net.ipv6.conf.{UPLINK}.proxy_ndp"))
+                .expect("sysctl"),
+            uplink_accept_ra: self
+                .sysctl(self.host_ns(), &format!("net.ipv6.conf.{UPLINK}.accept_ra"))
                 .expect("sysctl"),
             proxies: self.vmnet_proxies(),
             nftables: self.nftables(),
