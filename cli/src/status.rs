@@ -71,12 +71,14 @@ pub async fn status(bus: &Bus, json: bool, verbose: bool) -> Result<(), CliError
         ("Subnet", shown(subnet)),
         ("Gateway", shown(gateway)),
         ("Nameservers", shown(nameservers.join(", "))),
-        ("IPv6 prefix", shown(prefix6)),
-        ("IPv6 gateway", shown(gateway6)),
-        ("IPv6 nameservers", shown(nameservers6.join(", "))),
-        ("Guests", counts.summary()),
-        ("Version", version),
     ];
+    // IPv6 rows only on an uplink with IPv6: most people's IPv4-only view stays as it was.
+    if !prefix6.is_empty() {
+        rows.push(("IPv6 prefix", prefix6));
+        rows.push(("IPv6 gateway", shown(gateway6)));
+        rows.push(("IPv6 nameservers", shown(nameservers6.join(", "))));
+    }
+    rows.extend([("Guests", counts.summary()), ("Version", version)]);
     // Shown only when there are any: what the kernel refused, retried by vmnetd.
     rows.extend(problems.into_iter().map(|problem| ("Problem", problem)));
     // --verbose: every counter of the packet filter, also those at 0.

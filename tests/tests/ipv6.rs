@@ -118,6 +118,19 @@ fn a_stock_slaac_guest_gets_the_lans_prefix_and_is_reachable_both_ways() {
     );
     let route = world.ip(world.host_ns(), &["-6", "route", "show", &address]).unwrap();
     assert!(route.contains(&format!("dev {tap}")) && route.contains("proto 118"), "{route}");
+    let vmnetctl = |args: &[&str]| {
+        let out = world.vmnetctl_as(None, args).expect("vmnetctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        vmnetctl(&["status"]).contains("IPv6 prefix:      2001:db8:1::/64\n"),
+        "{}",
+        vmnetctl(&["status"])
+    );
+    let list = vmnetctl(&["list"]);
+    assert!(list.lines().next().is_some_and(|h| h.contains("IPV6")) && list.contains(&address), "{list}");
+    let json: serde_json::Value = serde_json::from_str(&vmnetctl(&["--json", "list"])).expect("JSON");
+    assert_eq!(json[0]["addresses6"][0], address.as_str());
     let proxies = world.ip(world.host_ns(), &["-6", "neigh", "show", "proxy"]).unwrap();
     assert!(proxies.contains(&address), "{proxies}");
     assert!(
