@@ -82,7 +82,8 @@ fn vmnetctl_status_list_add_remove_and_snippets_for_people_and_scripts() {
     // (A warning follows when the checkout is under /tmp.)
     assert!(stderr(&out).starts_with(&format!("vmnetctl: QMP socket taken as {qmp}\n")), "{}", stderr(&out));
     let db = json!({"name": "db", "tap": "vmt-db", "mac": "52:54:00:12:34:56", "address": "198.51.100.77",
-                    "state": "active", "state_reason": "", "owner": NOBODY, "qmp": qmp, "running": false});
+                    "state": "active", "state_reason": "", "owner": NOBODY, "qmp": qmp, "running": false,
+                    "addresses6": []});
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).expect("JSON"), db);
     assert_eq!(client.guest_property("db", "Owner").unwrap(), NOBODY.to_string());
     assert_eq!(world.tap_owner("vmt-db"), i64::from(NOBODY));
