@@ -8,7 +8,7 @@ use std::net::Ipv6Addr;
 use super::{Notifier, Reconciler};
 use crate::address_book::Prober;
 use crate::executor::Kernel;
-use crate::model::Prefix6;
+use crate::model::{Guest, Prefix6};
 use crate::ndp::{Found, Routers, TapPort, UplinkPort, MAX_ADDRESSES_PER_GUEST};
 use crate::planner;
 use crate::uplink::UplinkSource;
@@ -103,8 +103,8 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         })
     }
 
-    fn tap_port(&self, tap: &str) -> Option<TapPort> {
-        let guest = self.guests.values().find(|g| g.tap == tap)?;
+    fn tap_port(&self, guest: &Guest) -> Option<TapPort> {
+        let tap = guest.tap.as_str();
         Some(TapPort {
             ifindex: *self.tap_indexes.get(tap)?,
             guest: guest.name.clone(),
@@ -113,9 +113,9 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         })
     }
 
-    /// Publishes one tap's entry after a change of that guest alone.
-    pub(super) fn publish_router_tap(&mut self, tap: &str) {
-        let port = self.tap_port(tap);
+    /// Publishes the entry of guest `name`'s tap after a change of that guest alone.
+    pub(super) fn publish_router_tap(&mut self, name: &str, tap: &str) {
+        let port = self.guests.get(name).and_then(|g| self.tap_port(g));
         self.outputs.routers.send_if_modified(|routers| match port {
             Some(port) if routers.taps.get(tap) != Some(&port) => {
                 routers.taps.insert(tap.to_owned(), port);
@@ -130,7 +130,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
     pub(super) fn publish_routers(&mut self) {
         let uplink = self.uplink_port();
         let taps: BTreeMap<String, TapPort> =
-            self.guests.values().filter_map(|g| Some((g.tap.clone(), self.tap_port(&g.tap)?))).collect();
+            self.guests.values().filter_map(|g| Some((g.tap.clone(), self.tap_port(g)?))).collect();
         let fresh = Routers { uplink, taps };
         self.outputs.routers.send_if_modified(|routers| {
             let changed = *routers != fresh;

@@ -335,7 +335,7 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             }
         });
         self.outputs.notifier.publish_guest(name, old.as_ref(), new.as_ref()).await;
-        self.publish_router_tap(tap);
+        self.publish_router_tap(name, tap);
         self.publish_problems().await;
     }
 
