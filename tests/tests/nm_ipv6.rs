@@ -76,5 +76,12 @@ fn an_ipv6_guest_follows_a_real_nm_roam_by_router_advertisements_alone() {
     assert!(!client.guest_property("web", "Addresses6").unwrap().contains(&home.address.to_string()));
     let routes = world.ip(world.host_ns(), &["-6", "route", "show", "proto", "118"]).unwrap();
     assert!(!routes.contains("2001:db8:1:"), "the home routes are gone: {routes}");
+
+    // Back home: the guest takes its home address up again (no DAD: it still had it,
+    // deprecated), and vmnetd routes it again without being told.
+    world.roam(Lan::Home).expect("roam back");
+    world.wait_for_address6(Lan::Home, WAIT).expect("NM's home IPv6 address again");
+    guest.wait_for_global6(Lan::Home.prefix6(), WAIT).expect("the home address in use again");
+    assert!(world.ping6_from(Lan::Home, &home.address.to_string()), "the home LAN reaches the guest again");
     assert!(!vmnetd.log().contains("set_link"), "no QMP");
 }

@@ -44,7 +44,6 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: super::Notifier> Reconciler<S, K,
                 self.unsaved.host = true;
             }
         }
-        self.forget_outside_prefix();
         let homed = started.elapsed();
         let desired =
             planner::plan(self.uplink.as_ref(), self.guests.values().map(|g| (g, self.addresses(&g.name))));

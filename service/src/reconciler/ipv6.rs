@@ -1,5 +1,7 @@
 //! The guests' IPv6 addresses: learned from the Neighbor Discovery task, routed while inside
-//! the uplink's prefix, forgotten when unused or when the uplink moves to another prefix; and
+//! the uplink's prefix, forgotten when unused. Those of another prefix are kept (up to the
+//! guest's limit) and routed again when the laptop comes back to that network: the guest takes
+//! its old address up again without a new DAD, so nothing else would tell vmnetd about it. And
 //! what that task advertises and defends, published for it.
 
 use std::collections::BTreeMap;
@@ -36,19 +38,21 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         let Some(guest) = self.guests.get(&name).cloned() else { return };
         let name = name.as_str();
         let before = planner::plan_guest(self.uplink.as_ref(), &guest, self.addresses(name)).routes;
+        let prefix = self.prefix6();
         let learned = self.learned6.entry(name.to_owned()).or_default();
         let changed = if in_use {
-            let inside = self
-                .uplink
-                .as_ref()
-                .and_then(|up| up.ipv6.as_ref())
-                .is_some_and(|v6| v6.prefix.contains(address));
-            if !inside || learned.contains(&address) {
+            let inside = |a: &Ipv6Addr| prefix.is_some_and(|p| p.contains(*a));
+            if !inside(&address) || learned.contains(&address) {
                 false
-            } else if learned.len() >= MAX_ADDRESSES_PER_GUEST {
+            } else if learned.iter().filter(|a| inside(a)).count() >= MAX_ADDRESSES_PER_GUEST {
                 tracing::warn!("guest {name} uses more than {MAX_ADDRESSES_PER_GUEST} IPv6 addresses: {address} is not routed");
                 false
             } else {
+                // Room made by forgetting an address of another prefix first.
+                if learned.len() >= MAX_ADDRESSES_PER_GUEST {
+                    let other = learned.iter().copied().find(|a| !inside(a));
+                    other.map(|other| learned.remove(&other));
+                }
                 learned.insert(address)
             }
         } else {
@@ -71,22 +75,6 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
             false => tracing::info!("guest {name} no longer uses {address}: forgotten"),
         }
         self.publish_guest(name, &guest.tap).await;
-    }
-
-    /// Forgets the guests' addresses outside the uplink's new prefix (they will not come back:
-    /// the guests are told to stop using them). Kept while the uplink has no IPv6 prefix, so
-    /// that they are routed again if it returns.
-    pub(super) fn forget_outside_prefix(&mut self) {
-        let Some(prefix) = self.prefix6() else { return };
-        let unsaved = &mut self.unsaved;
-        self.learned6.retain(|name, learned| {
-            let before = learned.len();
-            learned.retain(|a| prefix.contains(*a));
-            if learned.len() != before {
-                unsaved.guest(name);
-            }
-            !learned.is_empty()
-        });
     }
 
     fn uplink_port(&self) -> Option<UplinkPort> {

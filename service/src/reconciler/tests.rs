@@ -14,7 +14,7 @@ use crate::bus::NewGuest;
 use crate::carrier::{Carriers, TapFeed};
 use crate::executor::Outcome;
 use crate::model::Mac;
-use crate::ndp::Routers;
+use crate::ndp::{Found, Routers};
 use crate::planner::{Desired, GuestPlan, HostRoute, Sysctl};
 use crate::view::GuestView;
 
@@ -541,4 +541,63 @@ fn guests_and_addresses_survive_a_restart() {
         [Call::SyncAll { routes: vec![(ip("198.51.100.200").into(), "vmt-web".into())] }]
     );
     assert_eq!(lan.probed.borrow().len(), probes, "its address was probed before the restart");
+}
+
+/// `up` with the /64 `prefix` (e.g. "2001:db8:1::").
+fn dual_stack(up: Uplink, prefix: &str) -> Uplink {
+    let address: std::net::Ipv6Addr = format!("{prefix}10").parse().unwrap();
+    let prefix = crate::model::Prefix6::containing(address, 64).unwrap();
+    Uplink { ipv6: Some(crate::model::Uplink6 { prefix, address, gateway: None, nameservers: vec![] }), ..up }
+}
+
+#[test]
+fn ipv6_addresses_are_routed_in_their_prefix_and_again_when_the_laptop_comes_back() {
+    let lan = FakeLan::default();
+    let (home6, office6) = (dual_stack(home(), "2001:db8:1::"), dual_stack(office(), "2001:db8:2::"));
+    let (mut r, bench) = reconciler("ipv6back", &lan, Some(home6.clone()), &[]);
+    let ip6 = |text: &str| text.parse::<std::net::Ipv6Addr>().unwrap();
+    let in_use = |address: &str| Found::InUse { guest: "web".into(), address: ip6(address) };
+    let routed6 = |bench: &Bench| bench.view.borrow().guests["web"].addresses6.clone();
+    run(async {
+        r.start().await;
+        r.add_guest(new_guest("web")).await.unwrap();
+        r.found6(in_use("2001:db8:1::5")).await;
+        r.found6(in_use("2001:db8:9::5")).await; // not the uplink's prefix
+        r.found6(Found::InUse { guest: "nobody".into(), address: ip6("2001:db8:1::6") }).await;
+    });
+    assert_eq!(routed6(&bench), ["2001:db8:1::5"]);
+    let last = bench.calls.borrow().last().cloned();
+    let v4: IpAddr = ip("198.51.100.200").into();
+    assert_eq!(
+        last,
+        Some(Call::EnsureGuest {
+            tap: "vmt-web".into(),
+            routes: vec![v4, ip6("2001:db8:1::5").into()],
+            previous: vec![v4]
+        })
+    );
+    // At the office: not routed; back home: routed again (the guest takes it up without a DAD).
+    run(async {
+        r.set_uplink(Some(office6)).await;
+        r.converge().await.unwrap();
+    });
+    assert!(routed6(&bench).is_empty());
+    run(async {
+        r.set_uplink(Some(home6)).await;
+        r.converge().await.unwrap();
+    });
+    assert_eq!(routed6(&bench), ["2001:db8:1::5"]);
+    assert!(matches!(bench.calls.borrow().last(), Some(Call::SyncAll { routes }) if routes.len() == 2));
+    // Unused: forgotten, and its route goes.
+    run(r.found6(Found::Unused { guest: "web".into(), address: ip6("2001:db8:1::5") }));
+    assert!(routed6(&bench).is_empty());
+    let last = bench.calls.borrow().last().cloned();
+    assert_eq!(
+        last,
+        Some(Call::EnsureGuest {
+            tap: "vmt-web".into(),
+            routes: vec![v4],
+            previous: vec![v4, ip6("2001:db8:1::5").into()]
+        })
+    );
 }
