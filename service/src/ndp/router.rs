@@ -40,10 +40,9 @@ pub async fn run(mut routers: watch::Receiver<Routers>, reports: mpsc::Sender<Fo
                 if changed.is_err() {
                     return; // the reconciler stopped: vmnetd is ending
                 }
-                let now = routers.borrow_and_update().clone();
+                // Read in place (no copy of every tap): the reconciler waits only for this update.
+                let now = routers.borrow_and_update();
                 links = look_up(&now, &links);
-                let prefix = now.uplink.as_ref().map(|up| up.prefix);
-                tracing::debug!(?prefix, taps = now.taps.len(), known = links.taps.len(), "Neighbor Discovery: what to serve");
                 neighbors.update(&now, &links, Instant::now());
             }
             received = socket.receive(&mut buffer) => match received {

@@ -101,9 +101,11 @@ impl<S: UplinkSource, K: Kernel, P: Prober, N: Notifier> Reconciler<S, K, P, N> 
         })
     }
 
-    /// Publishes the entry of guest `name`'s tap after a change of that guest alone.
+    /// Publishes the entry of guest `name`'s tap after a change of that guest alone. Without
+    /// IPv6 on the uplink the task serves no tap, and costs nothing.
     pub(super) fn publish_router_tap(&mut self, name: &str, tap: &str) {
-        let port = self.guests.get(name).and_then(|g| self.tap_port(g));
+        let ipv6 = self.prefix6().is_some();
+        let port = self.guests.get(name).filter(|_| ipv6).and_then(|g| self.tap_port(g));
         self.outputs.routers.send_if_modified(|routers| match port {
             Some(port) if routers.taps.get(tap) != Some(&port) => {
                 routers.taps.insert(tap.to_owned(), port);
