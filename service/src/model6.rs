@@ -35,7 +35,7 @@ impl Prefix6 {
         self.network
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 

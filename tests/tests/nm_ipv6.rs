@@ -34,7 +34,7 @@ fn an_ipv6_guest_follows_a_real_nm_roam_by_router_advertisements_alone() {
     let temporary = guest.wait_for_temporary6(Lan::Home.prefix6(), WAIT).expect("a home temporary address");
     let advert =
         capture.next_router_advert(Duration::from_secs(5)).expect("capture").expect("an RA on the tap");
-    let prefix = advert.prefix(Lan::Home.prefix6_net()).expect("the home prefix advertised").clone();
+    let prefix = *advert.prefix(Lan::Home.prefix6_net()).expect("the home prefix advertised");
     assert!(prefix.autonomous && !prefix.on_link, "A=1, L=0: {prefix:?}");
     assert_eq!(advert.dns_servers(), [Lan::Home.router6()], "RDNSS: the uplink's DNS");
     assert_eq!(advert.search_domains(), [Lan::Home.search_domain()], "DNSSL");

@@ -316,7 +316,7 @@ impl Neighbors {
         let Some(mac) = tap.mac else { return };
         let mut prefixes = vec![PrefixInfo {
             prefix: up.prefix.network(),
-            len: up.prefix.len(),
+            len: up.prefix.prefix_len(),
             on_link: false,
             autonomous: true,
             valid: VALID_LIFETIME,
@@ -411,7 +411,7 @@ impl Neighbors {
 fn deprecating(prefix: Prefix6) -> PrefixInfo {
     PrefixInfo {
         prefix: prefix.network(),
-        len: prefix.len(),
+        len: prefix.prefix_len(),
         on_link: false,
         autonomous: true,
         valid: 0,
