@@ -188,12 +188,13 @@ pub fn host_sysctls(uplink: Option<&Uplink>, any_guest: bool) -> Vec<Sysctl> {
     if let Some(up) = uplink {
         sysctls.push(Sysctl::neigh(&up.interface, "proxy_delay", "0"));
         if up.ipv6.is_some() {
-            sysctls.push(Sysctl { key: IPV6_FORWARDING.into(), value: "1", only_over: None });
-            sysctls.push(Sysctl::conf6(&up.interface, "proxy_ndp", "1"));
-            // A forwarding host ignores Router Advertisements where accept_ra is 1: the kernel's
-            // own SLAAC on the uplink (no NetworkManager) would lose its router and addresses.
+            // A forwarding host ignores Router Advertisements where accept_ra is 1, and turning
+            // forwarding on drops the routers they gave: the kernel's own SLAAC on the uplink
+            // (no NetworkManager) would lose its router and addresses. So 2 first.
             let keep_taking_ras = Sysctl::conf6(&up.interface, "accept_ra", "2");
             sysctls.push(Sysctl { only_over: Some("1"), ..keep_taking_ras });
+            sysctls.push(Sysctl { key: IPV6_FORWARDING.into(), value: "1", only_over: None });
+            sysctls.push(Sysctl::conf6(&up.interface, "proxy_ndp", "1"));
         }
     }
     sysctls
@@ -322,9 +323,9 @@ mod tests {
             [
                 "net/ipv4/ip_forward=1",
                 "net/ipv4/neigh/wlan0/proxy_delay=0",
+                "net/ipv6/conf/wlan0/accept_ra=2",
                 "net/ipv6/conf/all/forwarding=1",
-                "net/ipv6/conf/wlan0/proxy_ndp=1",
-                "net/ipv6/conf/wlan0/accept_ra=2"
+                "net/ipv6/conf/wlan0/proxy_ndp=1"
             ]
         );
         // The roam: the new prefix's router, none of the old addresses.

@@ -292,3 +292,48 @@ fn slow_qemu_guest_gets_its_ipv6_address_by_itself_and_is_reached_from_the_lan()
     assert!(reaches.expect("console"), "the VM reaches the LAN over IPv6");
     drop(vmnetd);
 }
+
+#[test]
+fn a_host_that_takes_its_own_ipv6_by_slaac_keeps_its_router_while_it_forwards() {
+    require_root!();
+    let world = World::new("ipv6kslaac");
+    let (host, lan) = (world.host_ns(), world.lan_ns());
+    world.ip(lan, &["-6", "addr", "add", "2001:db8:1::1/64", "dev", LAN_DEV, "nodad"]).expect("LAN address");
+    let pid_file = world.dir().join("dnsmasq-ra.pid");
+    let dnsmasq = [
+        "dnsmasq",
+        "--conf-file=/dev/null",
+        "--keep-in-foreground",
+        "--port=0",
+        &format!("--interface={LAN_DEV}"),
+        "--bind-interfaces",
+        "--enable-ra",
+        "--dhcp-range=2001:db8:1::,ra-only,64,2h",
+        &format!("--ra-param={LAN_DEV},10,1800"),
+        &format!("--pid-file={}", pid_file.display()),
+    ];
+    world.spawn_in(lan, "dnsmasq-ra", &dnsmasq).expect("dnsmasq");
+    // The host's own SLAAC address and default router from the LAN's RAs (accept_ra = 1).
+    let routers =
+        |world: &World| world.ip(world.host_ns(), &["-6", "route", "show", "default"]).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(15), Duration::from_millis(100), || routers(&world)
+        .contains("proto ra")));
+    let before = world.kernel_state();
+    assert_eq!(before.uplink_accept_ra, "1");
+    let vmnetd = world.start_vmnetd(&kernel_config(&world, ""));
+    let client = world.client();
+    assert!(world.wait_for_property(&client, "Prefix6", PREFIX), "{}", vmnetd.log());
+    client.add_guest("web", &[]).expect("AddGuest");
+    let guest = slaac_guest(&world, &client, "web");
+    let address =
+        usable_address(&guest, "2001:db8:1:", Duration::from_secs(10)).expect("the guest's address");
+    let state = world.kernel_state();
+    assert_eq!((state.ipv6_forwarding.as_str(), state.uplink_accept_ra.as_str()), ("1", "2"));
+    assert!(routers(&world).contains("proto ra"), "the host kept its router: {}", routers(&world));
+    assert!(ping6(&world, lan, &address), "the LAN reaches the guest");
+    client.remove_guest("web").expect("RemoveGuest");
+    assert_eq!(world.kernel_state().uplink_accept_ra, "1", "restored");
+    assert!(routers(&world).contains("proto ra"));
+    let _ = host;
+    drop(vmnetd);
+}
