@@ -84,7 +84,12 @@ fn slow_wifi_timings_are_reported() {
         panic!("the Wi-Fi laptop VM could not run: {reason}");
     }
     let times = &outcome.report.scenarios;
-    for (scenario, label) in [("home", "boot-to-nm-connected"), ("roam", "nm-address-to-rehomed")] {
+    let wanted = [
+        ("home", "boot-to-nm-connected"),
+        ("roam", "nm-address-to-rehomed"),
+        ("ipv6-roam", "nm-address6-to-v6-pingable6"),
+    ];
+    for (scenario, label) in wanted {
         let found = times.get(scenario).is_some_and(|s| s.times.iter().any(|(l, _)| l == label));
         assert!(found, "no {label} timing from scenario {scenario}:\n{}", outcome.timings());
     }

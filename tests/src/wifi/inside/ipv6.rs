@@ -9,8 +9,8 @@
 //!   watches, without polling, what scenario `roam`'s roam does: wlan0's addresses and the
 //!   QMP-less guest's (`ip monitor`), and a steady ping from the office AP to the address that
 //!   guest will take there (the same EUI-64 interface identifier in the office /64).
-//! - `ipv6-roam` (after `roam`, on office): what the watch saw, with the timings NM's office
-//!   address → the guest's → pinged; both guests reached on office, their home addresses no
+//! - `ipv6-roam` (after `roam`, on office): what the watch saw, with the timings from NM's
+//!   office address (as NM adds it) to the guest's usable one and to its first answered ping; both guests reached on office, their home addresses no
 //!   longer preferred, no home /128 left routed. A roam costs ~20 s under TCG: riding on
 //!   `roam`'s roam keeps the IPv6 checks to a few seconds.
 
@@ -222,11 +222,17 @@ fn on_office(w: &mut Laptop, r: &mut Reporter, roam6: &mut Roam6) -> Step {
     let wlan = w.wlan_address().unwrap_or_default();
     r.require("laptop-on-office", w.on(&OFFICE), &format!("wlan0 {wlan}"))?;
     let office6 = format!(" inet6 {}:", OFFICE.net6);
-    let usable = |l: &str| l.contains(&office6) && !l.contains("tentative") && !l.starts_with("Deleted");
-    let nm = roam6.wlan.wait_for(roam6.since, WAIT, usable);
-    r.require("nm-ipv6-address-office", nm.is_some(), &format!("wlan0 {}", shown(wlan_addresses6())))?;
+    let added = |l: &str| l.contains(&office6) && !l.starts_with("Deleted");
+    let usable = |l: &str| added(l) && !l.contains("tentative");
+    let nm_usable = roam6.wlan.wait_for(roam6.since, WAIT, usable);
+    let detail = format!("wlan0 {}", shown(wlan_addresses6()));
+    r.require("nm-ipv6-address-office", nm_usable.is_some(), &detail)?;
     manager6(w, r, &OFFICE)?;
-    let nm = nm.map_or(roam6.since, |(at, _)| at);
+    // From when NM put its office address on wlan0 (still tentative: its own DAD runs).
+    let nm = roam6.wlan.wait_for(roam6.since, WAIT, added).map_or(roam6.since, |(at, _)| at);
+    if let Some((at, _)) = nm_usable {
+        r.time_between("nm-address6-dad", nm, at);
+    }
     let target = roam6.office.to_string();
     if let Some((at, _)) = roam6.guest_addresses.wait_for(roam6.since, WAIT, usable) {
         r.time_between("nm-address6-to-v6-address6", nm, at);
