@@ -37,8 +37,18 @@ fn slow_wifi_home_guest_of_a_vmnet_member_gets_a_lease_and_is_reached_across_802
 }
 
 #[test]
+fn slow_wifi_ipv6_guests_take_the_home_aps_prefix_by_slaac_and_are_pinged_across_802_11() {
+    assert_scenario("ipv6");
+}
+
+#[test]
 fn slow_wifi_roam_by_nmcli_rehomes_the_guest_once_and_the_office_reaches_it() {
     assert_scenario("roam");
+}
+
+#[test]
+fn slow_wifi_ipv6_roam_puts_the_guests_on_the_office_prefix_reached_from_office_without_qmp() {
+    assert_scenario("ipv6-roam");
 }
 
 #[test]
@@ -74,7 +84,12 @@ fn slow_wifi_timings_are_reported() {
         panic!("the Wi-Fi laptop VM could not run: {reason}");
     }
     let times = &outcome.report.scenarios;
-    for (scenario, label) in [("home", "boot-to-nm-connected"), ("roam", "nm-address-to-rehomed")] {
+    let wanted = [
+        ("home", "boot-to-nm-connected"),
+        ("roam", "nm-address-to-rehomed"),
+        ("ipv6-roam", "nm-address6-to-v6-pingable6"),
+    ];
+    for (scenario, label) in wanted {
         let found = times.get(scenario).is_some_and(|s| s.times.iter().any(|(l, _)| l == label));
         assert!(found, "no {label} timing from scenario {scenario}:\n{}", outcome.timings());
     }

@@ -1,10 +1,12 @@
 //! The guest behind its tap in the laptop VM: the project's netns guest (`tapguest --dhcp
-//! --qmp`, netns `guest`) on the tap `vmnetctl add` made, with a TCP server on port 80; and
-//! what the APs' namespaces see of it (ping, TCP).
+//! --qmp`, netns `guest`) on the tap `vmnetctl add` made, with a TCP server on port 80 and
+//! the kernel's default IPv6 (SLAAC); an IPv6-only one without QMP; and what the APs'
+//! namespaces see of them (ping, TCP).
 
 use super::lines::Lines;
 use super::world::{Laptop, RUN_DIR};
 use crate::cmd::{error, in_netns, run, wait_until};
+use crate::guest6::Ipv6Guest;
 use crate::lan::ping_once;
 use crate::lease::Lease;
 use std::io;
@@ -18,6 +20,8 @@ pub struct Guest {
     pub tap: String,
     pub mac: String,
     pub events: Lines,
+    /// tapguest's.
+    pub pid: u32,
 }
 
 /// Pings until one is answered, for up to `timeout`; returns when it was.
@@ -41,11 +45,26 @@ pub fn tcp(ns: &str, addr: &str) -> Option<String> {
 impl Laptop {
     /// `vmnetctl add NAME --qmp SOCKET` as the test user (a member of group `vmnet`: polkit's
     /// rule allows it), then the netns guest on the new tap with the guest's MAC, its DHCP
-    /// client and QMP socket, and a TCP server in it.
+    /// client and QMP socket, and a TCP server in it; IPv6 as a stock guest has it.
     pub fn add_guest(&self, name: &str) -> io::Result<Guest> {
         let qmp = format!("{RUN_DIR}/{name}.qmp");
-        let (ok, stdout, stderr) =
-            self.vmnetctl(Some(self.tester), &["--json", "add", name, "--qmp", &qmp])?;
+        let guest = self.add_netns_guest(name, NS, Some(&qmp))?;
+        let listen = format!("TCP-LISTEN:{PORT},fork,reuseaddr");
+        self.spawn("guest tcp server", Some(NS), &["socat", &listen, "SYSTEM:echo hi"], "guest-socat.log")?;
+        Ok(guest)
+    }
+
+    /// A guest in netns `ns` with IPv6 only: no QMP (vmnetd cannot flap its link), no DHCP; eth0 up.
+    pub fn add_ipv6_guest(&self, name: &str, ns: &str) -> io::Result<Guest> {
+        self.add_netns_guest(name, ns, None)
+    }
+
+    /// `vmnetctl add` as the test user, then tapguest in netns `ns` on the tap, with the
+    /// kernel's default IPv6 settings and, given a QMP socket, QMP and DHCP.
+    fn add_netns_guest(&self, name: &str, ns: &str, qmp: Option<&str>) -> io::Result<Guest> {
+        let mut args = vec!["--json", "add", name];
+        args.extend(qmp.iter().flat_map(|qmp| ["--qmp", *qmp]));
+        let (ok, stdout, stderr) = self.vmnetctl(Some(self.tester), &args)?;
         if !ok {
             return Err(error(format!("vmnetctl add {name} as the test user failed: {stderr}")));
         }
@@ -56,37 +75,34 @@ impl Laptop {
         if tap.is_empty() || mac.is_empty() {
             return Err(error(format!("vmnetctl add printed no tap or MAC: {stdout}")));
         }
-        run(Command::new("ip").args(["netns", "add", NS]))?;
-        crate::cmd::ip(NS, &["link", "set", "lo", "up"])?;
+        run(Command::new("ip").args(["netns", "add", ns]))?;
+        crate::cmd::ip(ns, &["link", "set", "lo", "up"])?;
+        // Before tapguest makes eth0, which takes its settings from `default`.
+        for (key, value) in Ipv6Guest::default().sysctls() {
+            run(&mut in_netns(ns, &["sysctl", "-qw", &format!("{key}={value}")]))?;
+        }
         let bin = self.bins.tapguest.to_string_lossy().into_owned();
+        let mut argv: Vec<&str> = vec![&bin, &tap, ns, "--mac", &mac];
         // Its QEMU would run as the guest's owner: vmnetd drives only such a QMP.
         let owner = self.tester.to_string();
-        let argv = [
-            &*bin,
-            &tap,
-            NS,
-            "--mac",
-            &mac,
-            "--qmp",
-            &qmp,
-            "--qmp-owner",
-            &owner,
-            "--dhcp",
-            "--hostname",
-            name,
-        ];
+        if let Some(qmp) = qmp {
+            argv.extend(["--qmp", qmp, "--qmp-owner", &owner, "--dhcp", "--hostname", name]);
+        }
         let mut cmd = Command::new(argv[0]);
-        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(self.log("tapguest.err")?);
-        let (_, stdout) = self.procs.spawn("tapguest", cmd)?;
+        let err = self.log(&format!("tapguest-{name}.err"))?;
+        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
+        let (pid, stdout) = self.procs.spawn(&format!("tapguest {name}"), cmd)?;
         let stdout = stdout.ok_or_else(|| error("tapguest's stdout is not piped"))?;
-        let mut events = Lines::read(stdout, Some(self.log("tapguest.log")?));
+        let mut events = Lines::read(stdout, Some(self.log(&format!("tapguest-{name}.log"))?));
         let started = Instant::now();
         if events.wait_for(started, Duration::from_secs(10), |l| l == "relay ready").is_none() {
             return Err(error("tapguest: no `relay ready` within 10 s"));
         }
-        let listen = format!("TCP-LISTEN:{PORT},fork,reuseaddr");
-        self.spawn("guest tcp server", Some(NS), &["socat", &listen, "SYSTEM:echo hi"], "guest-socat.log")?;
-        Ok(Guest { tap, mac, events })
+        if qmp.is_none() {
+            // Its DHCP client would have.
+            crate::cmd::ip(ns, &["link", "set", "eth0", "up"])?;
+        }
+        Ok(Guest { tap, mac, events, pid })
     }
 }
 

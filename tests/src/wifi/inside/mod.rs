@@ -6,21 +6,23 @@
 //! |-----------|---------|-------|
 //! | `laptop`  |         | hwsim radios, both APs up, vmnetd (default configuration) offline, NM sees wlan0 as Wi-Fi |
 //! | `home`    | laptop  | NM on "home"; vmnetd follows; a vmnet member's guest gets its lease, is reached by ping and TCP |
+//! | `ipv6`    | home    | the APs' RAs (SLAAC): Manager1 `Prefix6` is home's /64; the DHCP/QMP guest and an IPv6-only one without QMP take home addresses, listed in `Addresses6`, pinged over IPv6 from home; the next roam watched |
 //! | `roam`    | home    | `nmcli connection up` office: one `Rehomed`, QMP flap, new lease, reached from office; dispatcher ran |
+//! | `ipv6-roam` | ipv6  | after that roam: both guests on the office /64, pinged from office (the QMP-less one as it roamed), home addresses no longer preferred or routed |
 //! | `roam-back` | roam  | the same, back home |
 //! | `ap-loss` | roam-back | the home AP disappears, NM falls back on office by itself: the same checks |
 //! | `radio`   | ap-loss | `nmcli radio wifi off`: offline, nothing routed; on: back online on office, reached again |
 //! | `hostile` | home    | the AP's side routes another network of the laptop's through it: reaches the guest, nothing else; no ARP answer for a VPN-routed LAN address |
 //! | `bridge`  | home    | a bridge over the station (on office) carries no second MAC |
 //!
-//! Still to come (issue 16, "Show" 6), once vmnetd has it: an `ipv6` scenario (dnsmasq's RAs on
-//! the APs, the guest on the AP's prefix). A scenario is a function added to [`SCENARIOS`] with
-//! the scenario it needs, and a `slow_wifi_*` test in `tests/tests/wifi.rs` that asserts it.
+//! A scenario is a function added to [`SCENARIOS`] with the scenario it needs, and a
+//! `slow_wifi_*` test in `tests/tests/wifi.rs` that asserts it.
 
 mod agent;
 mod bridge;
 mod guest;
 mod hostile;
+mod ipv6;
 mod lines;
 mod report;
 mod scenarios;
@@ -46,10 +48,12 @@ fn with_guest(
 }
 
 /// Every scenario in the order played, with the scenario it needs to have passed.
-const SCENARIOS: [(&str, Option<&str>); 8] = [
+const SCENARIOS: [(&str, Option<&str>); 10] = [
     ("laptop", None),
     ("home", Some("laptop")),
+    ("ipv6", Some("home")),
     ("roam", Some("home")),
+    ("ipv6-roam", Some("ipv6")),
     ("roam-back", Some("roam")),
     ("ap-loss", Some("roam-back")),
     ("radio", Some("ap-loss")),
@@ -64,7 +68,9 @@ fn play(name: &str) -> Play {
             *g = Some(scenarios::home(w, r)?);
             Ok(())
         },
+        "ipv6" => |w, r, g| with_guest(ipv6::ipv6)(w, r, g),
         "roam" => |w, r, g| with_guest(scenarios::roam_to_office)(w, r, g),
+        "ipv6-roam" => |w, r, g| with_guest(ipv6::ipv6_roam)(w, r, g),
         "roam-back" => |w, r, g| with_guest(scenarios::roam_back_home)(w, r, g),
         "ap-loss" => |w, r, g| with_guest(scenarios::ap_loss)(w, r, g),
         "radio" => |w, r, g| with_guest(scenarios::radio)(w, r, g),

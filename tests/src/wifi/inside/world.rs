@@ -1,6 +1,6 @@
 //! The world inside the laptop VM: three `mac80211_hwsim` radios (wlan1 in netns `home`, wlan2
 //! in netns `office`, wlan0 the laptop's), hostapd WPA2-PSK and dnsmasq per AP, the VM's own
-//! NetworkManager, vmnetd, `vmnetctl watch`, and the netns guest in netns `guest`. The VM is
+//! NetworkManager, vmnetd, `vmnetctl watch`, and the netns guests (`guest`, `guest6`). The VM is
 //! the test's own machine, so these fixed names collide with nothing.
 
 use super::lines::Lines;
@@ -19,7 +19,7 @@ pub const PSK: &str = "vmnet-wifi-secret";
 /// Where the runner keeps its files in the VM (tmpfs).
 pub const RUN_DIR: &str = "/run/vmnet-wifi";
 
-/// An access point: its radio in its own netns, hostapd on it, dnsmasq for DHCP.
+/// An access point: its radio in its own netns, hostapd on it, dnsmasq for DHCP and SLAAC RAs.
 pub struct Ap {
     pub ns: &'static str,
     pub iface: &'static str,
@@ -29,6 +29,8 @@ pub struct Ap {
     pub channel: u8,
     /// The first three octets of its /24; the AP itself is `.1`.
     pub net: &'static str,
+    /// The first three groups of its /64; the AP itself is `::1`.
+    pub net6: &'static str,
 }
 
 pub const HOME: Ap = Ap {
@@ -38,6 +40,7 @@ pub const HOME: Ap = Ap {
     profile: "vmnet-home",
     channel: 1,
     net: "198.51.100",
+    net6: "2001:db8:1",
 };
 pub const OFFICE: Ap = Ap {
     ns: "office",
@@ -46,6 +49,7 @@ pub const OFFICE: Ap = Ap {
     profile: "vmnet-office",
     channel: 6,
     net: "203.0.113",
+    net6: "2001:db8:2",
 };
 
 impl Ap {
@@ -55,6 +59,15 @@ impl Ap {
 
     pub fn subnet(&self) -> String {
         format!("{}.0/24", self.net)
+    }
+
+    /// The AP's own IPv6 address: router, DNS server and the LAN host that pings guests.
+    pub fn address6(&self) -> String {
+        format!("{}::1", self.net6)
+    }
+
+    pub fn prefix6(&self) -> String {
+        format!("{}::/64", self.net6)
     }
 }
 
@@ -75,6 +88,8 @@ pub struct Laptop {
     /// hostapd's pid per AP namespace.
     pub hostapd: Vec<(&'static str, u32)>,
     pub watch: Option<Lines>,
+    /// What scenario `ipv6` leaves for `ipv6-roam`.
+    pub roam6: Option<super::ipv6::Roam6>,
 }
 
 fn env_path(name: &str) -> io::Result<PathBuf> {
@@ -110,6 +125,7 @@ impl Laptop {
             tester,
             hostapd: Vec::new(),
             watch: None,
+            roam6: None,
         })
     }
 
@@ -150,7 +166,8 @@ impl Laptop {
         Ok(())
     }
 
-    /// hostapd (WPA2-PSK) and dnsmasq (DHCP .100-.150, router .1) for `ap`.
+    /// hostapd (WPA2-PSK) and dnsmasq (DHCP .100-.150, router .1; RAs for SLAAC only with
+    /// RDNSS `::1`, every 10 s, router lifetime 30 min) for `ap`.
     pub fn start_ap(&mut self, ap: &Ap) -> io::Result<()> {
         let conf = Path::new(RUN_DIR).join(format!("hostapd-{}.conf", ap.ns));
         let text = format!(
@@ -160,16 +177,28 @@ impl Laptop {
         );
         fs::write(&conf, text)?;
         crate::cmd::ip(ap.ns, &["addr", "add", &format!("{}/24", ap.address()), "dev", ap.iface])?;
+        // The router takes no RAs; its address stays while hostapd takes the radio down to
+        // make it an AP.
+        for (key, value) in [("accept_ra", "0"), ("accept_dad", "0"), ("keep_addr_on_down", "1")] {
+            let assignment = format!("net.ipv6.conf.{}.{key}={value}", ap.iface);
+            run(&mut in_netns(ap.ns, &["sysctl", "-qw", &assignment]))?;
+        }
+        let cidr6 = format!("{}/64", ap.address6());
+        crate::cmd::ip(ap.ns, &["-6", "addr", "add", &cidr6, "dev", ap.iface, "nodad"])?;
         self.start_hostapd(ap)?;
         let range = format!("--dhcp-range={0}.100,{0}.150,255.255.255.0,10m", ap.net);
         let router = format!("--dhcp-option=option:router,{}", ap.address());
         let leases = format!("--dhcp-leasefile={RUN_DIR}/dnsmasq-{}.leases", ap.ns);
         let iface = format!("--interface={}", ap.iface);
+        let range6 = format!("--dhcp-range={}::,ra-only,64,2h", ap.net6);
+        let ra = format!("--ra-param={},10,1800", ap.iface);
+        let dns6 = format!("--dhcp-option=option6:dns-server,[{}]", ap.address6());
         #[rustfmt::skip]
         let argv = [
             "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", &iface,
             "--bind-interfaces", "--except-interface=lo", "--dhcp-authoritative", "--no-ping",
-            &range, &router, &leases, "--log-dhcp", "--log-facility=-",
+            &range, &router, &leases, "--enable-ra", &range6, &ra, &dns6, "--log-dhcp",
+            "--log-facility=-",
         ];
         self.spawn(&format!("dnsmasq {}", ap.ns), Some(ap.ns), &argv, &format!("dnsmasq-{}.log", ap.ns))?;
         Ok(())
@@ -261,7 +290,7 @@ impl Laptop {
         let args = [
             "connection", "add", "type", "wifi", "ifname", WLAN, "con-name", ap.profile,
             "ssid", ap.ssid, "wifi-sec.key-mgmt", "wpa-psk", "wifi-sec.psk", PSK,
-            "ipv6.method", "disabled", "connection.autoconnect", if autoconnect { "yes" } else { "no" },
+            "ipv6.method", "auto", "connection.autoconnect", if autoconnect { "yes" } else { "no" },
         ];
         self.nmcli(&args).map(drop)
     }
