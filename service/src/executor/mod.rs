@@ -240,6 +240,11 @@ impl Kernel for Executor {
         host::sync(&self.sysctls, self.filtered(&desired.host_sysctls), saved, &mut outcome);
         let sweep = desired.subnet.map_or(Sweep::All, |subnet| Sweep::Inside(subnet, desired.prefix6));
         self.converge_routes(desired, taps, sweep, &mut outcome).await;
+        // The new prefix's router address before its advertisements; an old one left on a
+        // tap (the uplink lost IPv6) goes with the full sync that follows.
+        if desired.prefix6.is_some() {
+            self.converge_router_addresses(desired, taps, &mut outcome).await;
+        }
         self.sweep_filter(desired, &mut outcome);
         outcome
     }

@@ -45,6 +45,7 @@ impl Executor {
         let taps = started.elapsed();
         let indexes = std::mem::take(&mut outcome.tap_indexes);
         self.converge_routes(desired, &indexes, Sweep::All, &mut outcome).await;
+        self.converge_router_addresses(desired, &indexes, &mut outcome).await;
         outcome.tap_indexes = indexes;
         let routes = started.elapsed();
         // What is left in `by_name` is not wanted.
@@ -99,13 +100,12 @@ impl Executor {
         outcome.routes_removed += run_all(stale.into_iter().map(|r| netlink.delete_route(r)), outcome).await;
         let routes = started.elapsed();
         self.converge_proxies(desired, sweep, outcome).await;
-        self.converge_router_addresses(desired, indexes, outcome).await;
         tracing::debug!(?routes, proxies = ?started.elapsed(), "routes and proxy entries converged");
     }
 
     /// Every tap holds exactly its planned router link-local (none without IPv6): one dump of
     /// the link-local addresses of every link.
-    async fn converge_router_addresses(
+    pub(super) async fn converge_router_addresses(
         &self,
         desired: &Desired,
         indexes: &BTreeMap<String, u32>,
