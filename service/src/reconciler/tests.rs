@@ -588,6 +588,9 @@ fn ipv6_addresses_are_routed_in_their_prefix_and_again_when_the_laptop_comes_bac
     });
     assert_eq!(routed6(&bench), ["2001:db8:1::5"]);
     assert!(matches!(bench.calls.borrow().last(), Some(Call::SyncAll { routes }) if routes.len() == 2));
+    // Kept in the state file: a restarted vmnetd routes it from the start.
+    let state = StateFile::new(&bench.dir).load().unwrap();
+    assert_eq!(state.guests[0].addresses6.iter().collect::<Vec<_>>(), [&ip6("2001:db8:1::5")]);
     // Unused: forgotten, and its route goes.
     run(r.found6(Found::Unused { guest: "web".into(), address: ip6("2001:db8:1::5") }));
     assert!(routed6(&bench).is_empty());
