@@ -9,7 +9,10 @@ use std::time::Duration;
 use vmnet_tests::hostile::{
     dad_probe, mac_octets, router_advertisement, send_frames, unsolicited_neighbor_advertisement, Ip6Frame,
 };
-use vmnet_tests::{kernel_config, require_root, wait_until, GuestHandle, Opt, World, LAN_DEV, UPLINK};
+use vmnet_tests::ip6;
+use vmnet_tests::{
+    kernel_config, require_root, wait_until, Addr6, GuestHandle, Ipv6Guest, Opt, World, LAN_DEV, UPLINK,
+};
 
 const PREFIX: &str = "2001:db8:1::/64";
 const LAN_ROUTER6: &str = "2001:db8:1::1";
@@ -31,13 +34,12 @@ fn dual_stack(world: &World) {
         .expect("default route");
 }
 
-/// A guest behind `guest`'s tap, with its MAC, eth0 up with the kernel's default IPv6
-/// settings (SLAAC on), as a VM boots.
+/// A guest behind `guest`'s tap, with its MAC and the kernel's default IPv6 settings (SLAAC
+/// on; temporary addresses preferred too when `temporary`), eth0 up, as a VM boots.
 fn slaac_guest<'w>(world: &'w World, client: &vmnet_tests::Client, guest: &str) -> GuestHandle<'w> {
     slaac_guest_with(world, client, guest, false)
 }
 
-/// [`slaac_guest`], with temporary (privacy) addresses preferred when `temporary`.
 fn slaac_guest_with<'w>(
     world: &'w World,
     client: &vmnet_tests::Client,
@@ -45,50 +47,24 @@ fn slaac_guest_with<'w>(
     temporary: bool,
 ) -> GuestHandle<'w> {
     let tap = client.guest_property(guest, "Tap").expect("Tap");
-    let handle = world.add_guest(&tap, &client.guest_property(guest, "Mac").expect("Mac"));
-    if temporary {
-        world.set_sysctl(handle.ns(), "net.ipv6.conf.eth0.use_tempaddr", "2").expect("use_tempaddr");
-    }
-    handle.ip(&["link", "set", "eth0", "up"]).expect("eth0 up");
-    handle
+    let mac = client.guest_property(guest, "Mac").expect("Mac");
+    world.ipv6_guest(&tap, &mac, Ipv6Guest { temporary_addresses: temporary }, false)
 }
 
-/// The guest's global IPv6 addresses on eth0 with their flags, e.g. "2001:db8:1::5 dadfailed".
-fn guest_addresses6(guest: &GuestHandle<'_>) -> Vec<String> {
-    let out = guest.ip(&["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]).unwrap_or_default();
-    out.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace().skip_while(|w| *w != "inet6").skip(1);
-            let address = words.next()?.split('/').next()?.to_owned();
-            let flags: Vec<&str> =
-                words.filter(|w| ["tentative", "dadfailed", "deprecated", "temporary"].contains(w)).collect();
-            Some(
-                [address]
-                    .into_iter()
-                    .chain(flags.iter().map(|f| f.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-        })
-        .collect()
+/// The guest's eth0 global addresses with their flags, as text (for messages).
+fn shown(guest: &GuestHandle<'_>) -> Vec<String> {
+    guest.addresses6().unwrap_or_default().iter().map(Addr6::to_string).collect()
 }
 
-/// The guest's usable address in `network` (not tentative, failed or deprecated), once it has one.
-fn usable_address(guest: &GuestHandle<'_>, network: &str, timeout: Duration) -> Option<String> {
-    let mut found = None;
-    wait_until(timeout, Duration::from_millis(50), || {
-        found = guest_addresses6(guest)
-            .into_iter()
-            .find(|a| a.starts_with(network) && a.split(' ').skip(1).all(|flag| flag == "temporary"));
-        found.is_some()
-    });
-    found.map(|a| a.split(' ').next().unwrap_or_default().to_owned())
+/// The guest's first usable (DAD passed, not deprecated) address in the LAN's prefix, stable or
+/// temporary, once it has one.
+fn usable_address(guest: &GuestHandle<'_>) -> Option<String> {
+    let found = guest.wait_for_address6_where(PREFIX, Duration::from_secs(10), Addr6::usable);
+    found.ok().map(|a| a.address.to_string())
 }
 
-fn ping6(world: &World, ns: &str, address: &str) -> bool {
-    wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        world.exec_in(ns, &["busybox", "ping", "-c1", "-W1", "-q", address]).is_ok_and(|o| o.status.success())
-    })
+fn ping6(ns: &str, address: &str) -> bool {
+    ip6::ping(ns, None, address)
 }
 
 #[test]
@@ -105,9 +81,9 @@ fn a_stock_slaac_guest_gets_the_lans_prefix_and_is_reachable_both_ways() {
     client.add_guest("web", &[]).expect("AddGuest");
     let tap = client.guest_property("web", "Tap").unwrap();
     let guest = slaac_guest(&world, &client, "web");
-    let address = usable_address(&guest, "2001:db8:1:", Duration::from_secs(10)).unwrap_or_else(|| {
+    let address = usable_address(&guest).unwrap_or_else(|| {
         let on_tap = world.ip(world.host_ns(), &["-6", "addr", "show", "dev", &tap]).unwrap_or_default();
-        panic!("no SLAAC address: {:?}; tap: {on_tap}; vmnetd: {}", guest_addresses6(&guest), vmnetd.log())
+        panic!("no SLAAC address: {:?}; tap: {on_tap}; vmnetd: {}", shown(&guest), vmnetd.log())
     });
     assert!(
         wait_until(Duration::from_secs(3), Duration::from_millis(20), || client
@@ -134,14 +110,14 @@ fn a_stock_slaac_guest_gets_the_lans_prefix_and_is_reachable_both_ways() {
     let proxies = world.ip(world.host_ns(), &["-6", "neigh", "show", "proxy"]).unwrap();
     assert!(proxies.contains(&address), "{proxies}");
     assert!(
-        ping6(&world, world.lan_ns(), &address),
+        ping6(world.lan_ns(), &address),
         "the LAN reaches the guest: {:?} {:?} {:?} {:?}",
         world.sysctl(world.host_ns(), "net.ipv6.conf.all.forwarding"),
         world.sysctl(world.host_ns(), &format!("net.ipv6.conf.{UPLINK}.proxy_ndp")),
         world.nft_counters(),
         world.nftables()
     );
-    assert!(ping6(&world, guest.ns(), LAN_CLIENT6), "the guest reaches the LAN");
+    assert!(ping6(guest.ns(), LAN_CLIENT6), "the guest reaches the LAN");
     let router = guest.ip(&["-6", "route", "show", "default"]).unwrap();
     assert!(router.contains("via fe80::766d:"), "vmnetd's router link-local: {router}");
 
@@ -177,16 +153,16 @@ fn a_lan_host_holding_the_guests_address_makes_its_dad_fail_and_nothing_is_proxi
     let guest = slaac_guest_with(&world, &client, "web", true);
     // Its temporary address passes and is routed; the taken one never becomes usable (the
     // kernel drops a SLAAC address whose DAD failed).
-    let temporary =
-        usable_address(&guest, "2001:db8:1:", Duration::from_secs(10)).expect("a temporary address");
+    let temporary = guest.wait_for_temporary6(PREFIX, Duration::from_secs(10)).expect("a temporary address");
+    let temporary = temporary.address.to_string();
     std::thread::sleep(Duration::from_secs(2));
-    let now = guest_addresses6(&guest);
+    let now = shown(&guest);
     assert!(!now.iter().any(|a| a.starts_with(taken)), "the taken address is not the guest's: {now:?}");
     let proxies = world.ip(world.host_ns(), &["-6", "neigh", "show", "proxy"]).unwrap();
     assert!(!proxies.contains(taken), "{proxies}");
     let routed = client.guest_property("web", "Addresses6").unwrap();
     assert!(!routed.contains(taken) && routed.contains(&temporary), "{routed}");
-    assert!(ping6(&world, world.lan_ns(), &temporary), "the temporary address works");
+    assert!(ping6(world.lan_ns(), &temporary), "the temporary address works");
     assert!(vmnetd.log().contains(&format!("{taken}, which guest web wants, is in use on the LAN")));
     drop(vmnetd);
 }
@@ -201,7 +177,7 @@ fn an_ipv4_only_uplink_gives_guests_no_ipv6_and_the_host_nothing_new() {
     let tap = client.guest_property("web", "Tap").unwrap();
     let guest = slaac_guest(&world, &client, "web");
     std::thread::sleep(Duration::from_secs(2));
-    assert!(guest_addresses6(&guest).is_empty(), "{:?}", guest_addresses6(&guest));
+    assert!(shown(&guest).is_empty(), "{:?}", shown(&guest));
     assert_eq!(client.manager_property("Prefix6").unwrap(), "");
     let host = world.host_ns();
     assert_eq!(world.sysctl(host, "net.ipv6.conf.all.forwarding").unwrap(), "0");
@@ -222,8 +198,8 @@ fn a_guest_cannot_send_from_take_or_advertise_what_is_not_its_own() {
     client.add_guest("evil", &[]).expect("AddGuest evil");
     let web = slaac_guest(&world, &client, "web");
     let evil = slaac_guest(&world, &client, "evil");
-    let victim = usable_address(&web, "2001:db8:1:", Duration::from_secs(10)).expect("web's address");
-    let own = usable_address(&evil, "2001:db8:1:", Duration::from_secs(10)).expect("evil's address");
+    let victim = usable_address(&web).expect("web's address");
+    let own = usable_address(&evil).expect("evil's address");
     let web_tap = client.guest_property("web", "Tap").unwrap();
     let routed_to_web =
         |world: &World| world.ip(world.host_ns(), &["-6", "route", "show", &victim]).unwrap_or_default();
@@ -254,8 +230,8 @@ fn a_guest_cannot_send_from_take_or_advertise_what_is_not_its_own() {
     let evil6 = client.guest_property("evil", "Addresses6").unwrap();
     assert!(!evil6.contains(&victim) && !evil6.contains("2001:db8:1::bad"), "{evil6}");
     // Its own address works.
-    assert!(ping6(&world, world.lan_ns(), &own), "evil's own address is reachable");
-    assert!(ping6(&world, world.lan_ns(), &victim), "web is still reachable");
+    assert!(ping6(world.lan_ns(), &own), "evil's own address is reachable");
+    assert!(ping6(world.lan_ns(), &victim), "web is still reachable");
     drop(vmnetd);
 }
 
@@ -284,7 +260,7 @@ fn slow_qemu_guest_gets_its_ipv6_address_by_itself_and_is_reached_from_the_lan()
         client.guest_property("vm", "Addresses6"),
         vmnetd.log()
     );
-    assert!(ping6(&world, world.lan_ns(), address), "the LAN pings the VM over IPv6");
+    assert!(ping6(world.lan_ns(), address), "the LAN pings the VM over IPv6");
     let page = world
         .exec_in(world.lan_ns(), &["socat", "-T3", "-", &format!("TCP6:[{address}]:80,connect-timeout=3")]);
     assert!(page.is_ok_and(|o| o.status.success()), "the VM's web server over IPv6");
@@ -325,12 +301,11 @@ fn a_host_that_takes_its_own_ipv6_by_slaac_keeps_its_router_while_it_forwards() 
     assert!(world.wait_for_property(&client, "Prefix6", PREFIX), "{}", vmnetd.log());
     client.add_guest("web", &[]).expect("AddGuest");
     let guest = slaac_guest(&world, &client, "web");
-    let address =
-        usable_address(&guest, "2001:db8:1:", Duration::from_secs(10)).expect("the guest's address");
+    let address = usable_address(&guest).expect("the guest's address");
     let state = world.kernel_state();
     assert_eq!((state.ipv6_forwarding.as_str(), state.uplink_accept_ra.as_str()), ("1", "2"));
     assert!(routers(&world).contains("proto ra"), "the host kept its router: {}", routers(&world));
-    assert!(ping6(&world, lan, &address), "the LAN reaches the guest");
+    assert!(ping6(lan, &address), "the LAN reaches the guest");
     client.remove_guest("web").expect("RemoveGuest");
     assert_eq!(world.kernel_state().uplink_accept_ra, "1", "restored");
     assert!(routers(&world).contains("proto ra"));
