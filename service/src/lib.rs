@@ -10,6 +10,7 @@ pub mod carrier;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deadline;
 pub mod dhcp;
 pub mod executor;
 pub mod firewall;

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::neighbors::{Links, Neighbors};
 use super::{bpf, message, Found, Routers};
 use crate::config::Ipv6Config;
+use crate::deadline::sleep_until;
 use crate::model::Mac;
 use crate::packet::PacketSocket;
 
@@ -137,11 +138,4 @@ fn hardware_address(name: &str) -> Option<Mac> {
         *slot = *byte as u8;
     }
     Some(Mac(mac))
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -25,6 +25,7 @@ use crate::address_book::{AddressBook, NetworkChange, Prober};
 use crate::bus::Command;
 use crate::carrier::{TapFeed, TapUpdate};
 use crate::config::Config;
+use crate::deadline::sleep_until;
 use crate::dhcp::{Declined, LeaseParams, Leases, ServedTap, TapLease};
 use crate::executor::{Kernel, Outcome, SavedSysctls};
 use crate::model::{Guest, Subnet, Uplink};
@@ -450,12 +451,5 @@ fn stored_guest<'a, P: Prober>(
         guest,
         host_number: book.number(&guest.name),
         addresses6: learned6.get(&guest.name).unwrap_or(&NO_ADDRESSES6),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
